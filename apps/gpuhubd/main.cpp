@@ -1,0 +1,135 @@
+// gpuhubd: composes the store, accounts, API and HTTP server, and runs them
+// until SIGINT or SIGTERM.
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+#include <utility>  // before asio: boost 1.74's awaitable uses std::exchange
+#include <vector>
+
+#include "common/file_util.hpp"
+#include "common/log.hpp"
+#include "server/accounts/accounts.hpp"
+#include "server/accounts/password.hpp"
+#include "server/api/api.hpp"
+#include "server/config.hpp"
+#include "server/http/server.hpp"
+#include "store/store.hpp"
+
+#ifndef GPUHUB_WEB_ROOT
+#define GPUHUB_WEB_ROOT "web"
+#endif
+
+namespace net = boost::asio;
+using namespace gpuhub;
+
+namespace {
+
+int Fail(const std::string& message) {
+  spdlog::critical("{}", message);
+  return 1;
+}
+
+// Waits (polling, bounded) for open connections to finish after Shutdown.
+void DrainThenStop(net::io_context& ioc, const http::HttpServer& server,
+                   std::chrono::steady_clock::time_point deadline) {
+  auto timer = std::make_shared<net::steady_timer>(ioc, std::chrono::milliseconds(20));
+  timer->async_wait([&ioc, &server, deadline, timer](const boost::system::error_code&) {
+    if (server.OpenConnections() == 0 || std::chrono::steady_clock::now() >= deadline) {
+      if (server.OpenConnections() > 0) {
+        spdlog::warn("shutdown: closing {} connection(s) still open", server.OpenConnections());
+      }
+      ioc.stop();
+      return;
+    }
+    DrainThenStop(ioc, server, deadline);
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto invocation = server::ParseCommandLine(argc, argv, GPUHUB_WEB_ROOT);
+  if (!invocation.ok()) {
+    std::fprintf(stderr, "%s\n", invocation.error().message.c_str());
+    return 2;
+  }
+  if (invocation->exit_now) return *invocation->exit_now;
+  const server::ServerConfig& config = invocation->config;
+  if (auto s = SetupLogging(config.log_level); !s.ok()) {
+    std::fprintf(stderr, "%s\n", s.error().message.c_str());
+    return 2;
+  }
+  if (auto s = accounts::InitCrypto(); !s.ok()) return Fail(s.error().message);
+
+  const std::filesystem::path data(config.data_dir);
+  if (auto s = MakeDirs(data.string()); !s.ok()) return Fail(s.error().message);
+  auto store = store::OpenSqliteStore((data / "gpuhub.db").string());
+  if (!store.ok()) return Fail(store.error().message);
+  auto secret = accounts::LoadOrCreateSecret((data / "jwt-secret").string());
+  if (!secret.ok()) return Fail(secret.error().message);
+
+  SystemClock clock;
+  accounts::TokenCodec codec(
+      std::move(secret).value(), clock,
+      std::chrono::duration_cast<std::chrono::seconds>(config.token_lifetime));
+  auto accounts = accounts::Accounts::Open(
+      **store, std::move(codec), clock,
+      {.photos_dir = (data / "photos").string(),
+       .avatars_dir = (std::filesystem::path(config.web_root) / "avatars").string(),
+       .login_max_failures = config.login_max_failures,
+       .login_window = config.login_window});
+  if (!accounts.ok()) return Fail(accounts.error().message);
+  auto admin =
+      (*accounts)->EnsureAdmin(config.admin_password, (data / "initial-admin-password").string());
+  if (!admin.ok()) return Fail(admin.error().message);
+
+  net::io_context ioc(config.io_threads);
+  net::thread_pool workers(static_cast<size_t>(config.worker_threads));
+  http::Router router;
+  api::ApiDeps deps{**accounts, workers, clock, config.photo_bytes, nullptr, clock.Now()};
+  api::AddAuthRoutes(router, deps);
+  api::AddUserRoutes(router, deps);
+  api::AddAdminRoutes(router, deps);
+  api::AddSystemRoutes(router, deps);
+
+  http::HttpServer server(ioc, router,
+                          {.body_bytes = config.body_bytes,
+                           .header_bytes = config.header_bytes,
+                           .idle_timeout = config.idle_timeout,
+                           .read_timeout = config.read_timeout,
+                           .write_timeout = config.write_timeout});
+  deps.server = &server;
+  auto host_port = server::SplitHostPort(config.listen);
+  boost::system::error_code ec;
+  auto address = net::ip::make_address(host_port->first, ec);
+  if (ec) return Fail("invalid listen address " + host_port->first + ": " + ec.message());
+  auto bound = server.Start({address, host_port->second});
+  if (!bound.ok()) return Fail(bound.error().message);
+  spdlog::info("listening on {}:{}", bound->address().to_string(), bound->port());
+  spdlog::info("data dir {}; {} I/O threads, {} workers", config.data_dir, config.io_threads,
+               config.worker_threads);
+
+  net::signal_set signals(ioc, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& error, int signal) {
+    if (error) return;
+    spdlog::info("shutdown: signal {} received; no longer accepting connections", signal);
+    server.Shutdown();
+    DrainThenStop(ioc, server, std::chrono::steady_clock::now() + config.shutdown_timeout);
+  });
+
+  std::vector<std::thread> threads;
+  for (int i = 1; i < config.io_threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });
+  ioc.run();
+  for (auto& t : threads) t.join();
+  workers.join();
+  store->reset();  // closes the database
+  spdlog::info("shutdown complete");
+  return 0;
+}

@@ -1,0 +1,53 @@
+// gpuhubd's settings: defaults, then a TOML file (--config), then flags.
+// docs/configuration.md lists every setting. Plain data; thread-safe to read.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "common/result.hpp"
+
+namespace gpuhub::server {
+
+struct ServerConfig {
+  std::string listen = "127.0.0.1:8080";
+  std::string data_dir = "./var";
+  std::string web_root;    // default: the source tree's web/ (set by the build)
+  int io_threads = 0;      // 0: one per core
+  int worker_threads = 0;  // 0: one per core, at least 2
+  std::string log_level = "info";
+
+  size_t body_bytes = 1 << 20;
+  size_t photo_bytes = 2 << 20;
+  size_t header_bytes = 16 << 10;
+  std::chrono::milliseconds idle_timeout = std::chrono::seconds(60);
+  std::chrono::milliseconds read_timeout = std::chrono::seconds(15);
+  std::chrono::milliseconds write_timeout = std::chrono::seconds(30);
+  std::chrono::milliseconds shutdown_timeout = std::chrono::seconds(10);
+
+  std::chrono::milliseconds token_lifetime = std::chrono::hours(24);
+  int login_max_failures = 10;
+  std::chrono::milliseconds login_window = std::chrono::seconds(60);
+
+  std::optional<std::string> admin_password;  // from GPUHUB_ADMIN_PASSWORD
+};
+
+// What the command line asked for: run the server, or print help/version and
+// exit with `exit_code`.
+struct Invocation {
+  ServerConfig config;
+  std::optional<int> exit_now;
+};
+
+// Parses flags and the --config file. Usage errors come back as
+// InvalidArgument with a message for stderr.
+Result<Invocation> ParseCommandLine(int argc, const char* const* argv, const char* web_root);
+
+// Applies the TOML document `text` (named `origin` in errors) to `config`.
+Status ApplyToml(std::string_view text, const std::string& origin, ServerConfig& config);
+
+// "HOST:PORT" -> host and port. InvalidArgument if malformed.
+Result<std::pair<std::string, unsigned short>> SplitHostPort(std::string_view listen);
+
+}  // namespace gpuhub::server

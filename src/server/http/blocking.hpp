@@ -1,0 +1,38 @@
+// RunBlocking: run CPU-heavy work (argon2id, large file I/O) on a worker pool
+// from a coroutine, and resume the coroutine on its own executor afterwards.
+//
+//   auto token = co_await RunBlocking(pool, [&] { return accounts.Login(a, p); });
+//
+// `f` must not throw; it runs on a pool thread, so what it touches must be
+// thread-safe. The coroutine's frame outlives the call, so capturing locals by
+// reference is safe.
+#pragma once
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <type_traits>
+
+namespace gpuhub::http {
+
+template <typename F>
+auto RunBlocking(boost::asio::thread_pool& pool, F f)
+    -> boost::asio::awaitable<std::invoke_result_t<F>> {
+  namespace net = boost::asio;
+  using R = std::invoke_result_t<F>;
+  return net::async_initiate<const net::use_awaitable_t<>&, void(R)>(
+      [&pool](auto handler, F fn) {
+        auto ex = net::get_associated_executor(handler);
+        net::post(pool, [handler = std::move(handler), fn = std::move(fn), ex]() mutable {
+          R result = fn();
+          net::dispatch(ex, [handler = std::move(handler), result = std::move(result)]() mutable {
+            std::move(handler)(std::move(result));
+          });
+        });
+      },
+      net::use_awaitable, std::move(f));
+}
+
+}  // namespace gpuhub::http

@@ -1,0 +1,219 @@
+#include "server/http/server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+namespace gpuhub::http {
+namespace net = boost::asio;
+namespace beast = boost::beast;
+using tcp = net::ip::tcp;
+
+namespace {
+
+auto Redirect(beast::error_code& ec) { return net::redirect_error(net::use_awaitable, ec); }
+
+bool IsMalformed(const beast::error_code& ec) {
+  return ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category() &&
+         ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message;
+}
+
+void Count(ServerStats& stats, Status status) {
+  unsigned code = static_cast<unsigned>(status);
+  if (code >= 500) {
+    ++stats.responses_5xx;
+  } else if (code >= 400) {
+    ++stats.responses_4xx;
+  } else {
+    ++stats.responses_2xx;
+  }
+}
+
+}  // namespace
+
+class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(std::shared_ptr<Shared> shared, tcp::socket socket)
+      : shared_(std::move(shared)), stream_(std::move(socket)) {
+    ++shared_->stats.connections_total;
+    ++shared_->stats.connections_open;
+  }
+  ~Connection() { --shared_->stats.connections_open; }
+
+  net::any_io_executor Executor() { return stream_.get_executor(); }
+
+  // Ends the connection after the request in flight, or now if idle.
+  void Stop() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] {
+      self->stop_requested_ = true;
+      if (!self->busy_) self->stream_.cancel();
+    });
+  }
+
+  net::awaitable<void> Run() {
+    beast::flat_buffer buffer;
+    beast::error_code ec;
+    const ServerLimits& lim = shared_->limits;
+    while (!stop_requested_) {
+      if (buffer.size() == 0) {  // idle: wait for the next request's first bytes
+        stream_.expires_after(lim.idle_timeout);
+        size_t n = co_await stream_.async_read_some(buffer.prepare(8192), Redirect(ec));
+        if (ec) break;
+        buffer.commit(n);
+      }
+      busy_ = true;
+      stream_.expires_after(lim.read_timeout);
+      bhttp::request_parser<bhttp::string_body> parser;
+      parser.header_limit(static_cast<uint32_t>(lim.header_bytes));
+      parser.body_limit(lim.body_bytes);
+      co_await bhttp::async_read_header(stream_, buffer, parser, Redirect(ec));
+      if (ec == bhttp::error::header_limit) {
+        co_await SendEarlyError(Status::request_header_fields_too_large,
+                                "Request header fields too large");
+        break;
+      }
+      if (ec) {
+        if (IsMalformed(ec)) co_await SendEarlyError(Status::bad_request, "Malformed HTTP request");
+        break;
+      }
+      size_t limit = shared_->router.BodyLimit(Sv(parser.get().target()), lim.body_bytes);
+      if (parser.content_length() && *parser.content_length() > limit) {
+        co_await SendEarlyError(Status::payload_too_large, "Payload too large");
+        break;
+      }
+      parser.body_limit(limit);
+      if (beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        co_await net::async_write(stream_, net::buffer(kContinue), Redirect(ec));
+        if (ec) break;
+      }
+      co_await bhttp::async_read(stream_, buffer, parser, Redirect(ec));
+      if (ec == bhttp::error::body_limit) {
+        co_await SendEarlyError(Status::payload_too_large, "Payload too large");
+        break;
+      }
+      if (ec) {
+        if (IsMalformed(ec)) co_await SendEarlyError(Status::bad_request, "Malformed HTTP request");
+        break;
+      }
+      Request request = parser.release();
+      ++shared_->stats.requests_total;
+      Response response = co_await shared_->router.Dispatch(request);
+      bool keep_alive = request.keep_alive() && !stop_requested_;
+      if (!co_await Write(std::move(response), request.version(), keep_alive) || !keep_alive) {
+        break;
+      }
+      busy_ = false;
+    }
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.close();
+  }
+
+ private:
+  net::awaitable<bool> Write(Response response, unsigned version, bool keep_alive) {
+    Count(shared_->stats, response.result());
+    response.version(version);
+    response.keep_alive(keep_alive);
+    response.prepare_payload();
+    beast::error_code ec;
+    stream_.expires_after(shared_->limits.write_timeout);
+    co_await bhttp::async_write(stream_, response, Redirect(ec));
+    co_return !ec;
+  }
+
+  // Answers a request that was not read to its end, then reads and discards a
+  // bounded amount so that closing does not reset the connection before the
+  // client has read the answer.
+  net::awaitable<void> SendEarlyError(Status status, std::string_view message) {
+    if (!co_await Write(MessageResponse(status, message), 11, false)) co_return;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(std::chrono::seconds(2));
+    size_t drained = 0;
+    char scratch[16384];
+    while (!ec && drained < shared_->limits.drain_bytes) {
+      drained += co_await stream_.async_read_some(net::buffer(scratch), Redirect(ec));
+    }
+  }
+
+  std::shared_ptr<Shared> shared_;
+  beast::tcp_stream stream_;
+  bool busy_ = false;            // a request is being read, handled or answered
+  bool stop_requested_ = false;  // both only touched on the strand
+};
+
+HttpServer::HttpServer(net::io_context& ioc, const Router& router, ServerLimits limits)
+    : ioc_(ioc), acceptor_(ioc), shared_(std::make_shared<Shared>(router, limits)) {}
+
+HttpServer::~HttpServer() = default;
+
+Result<tcp::endpoint> HttpServer::Start(const tcp::endpoint& endpoint) {
+  beast::error_code ec;
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Error{ErrorCode::kUnavailable, "cannot listen on " + endpoint.address().to_string() +
+                                              ":" + std::to_string(endpoint.port()) + ": " +
+                                              ec.message()};
+  }
+  tcp::endpoint bound = acceptor_.local_endpoint(ec);
+  net::co_spawn(acceptor_.get_executor(), Accept(), net::detached);
+  return bound;
+}
+
+net::awaitable<void> HttpServer::Accept() {
+  for (;;) {
+    beast::error_code ec;
+    tcp::socket socket(net::make_strand(ioc_));
+    co_await acceptor_.async_accept(socket, Redirect(ec));
+    if (shared_->stopping) co_return;
+    if (ec) {
+      if (ec == net::error::operation_aborted || ec == net::error::bad_descriptor) co_return;
+      spdlog::warn("accept failed: {}", ec.message());
+      net::steady_timer pause(acceptor_.get_executor(), std::chrono::milliseconds(100));
+      co_await pause.async_wait(Redirect(ec));  // e.g. out of file descriptors
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    auto connection = std::make_shared<Connection>(shared_, std::move(socket));
+    {
+      std::lock_guard lock(shared_->mu);
+      std::erase_if(shared_->connections, [](const auto& w) { return w.expired(); });
+      shared_->connections.insert(connection);
+    }
+    net::co_spawn(
+        connection->Executor(),
+        [connection]() -> net::awaitable<void> {
+          try {
+            co_await connection->Run();
+          } catch (const std::exception& e) {
+            spdlog::error("connection ended by an exception: {}", e.what());
+          }
+        },
+        net::detached);
+  }
+}
+
+void HttpServer::Shutdown() {
+  if (shared_->stopping.exchange(true)) return;
+  net::post(acceptor_.get_executor(), [this] {
+    beast::error_code ec;
+    acceptor_.close(ec);
+  });
+  std::lock_guard lock(shared_->mu);
+  for (const auto& weak : shared_->connections) {
+    if (auto c = weak.lock()) c->Stop();
+  }
+}
+
+}  // namespace gpuhub::http

@@ -1,0 +1,126 @@
+#include "store/sqlite/migrations.hpp"
+
+#include <array>
+#include <ctime>
+#include <string>
+
+namespace gpuhub::store::sqlite {
+namespace {
+
+// Append new migrations at the end; never change one that has shipped.
+constexpr std::array kMigrations = {
+    Migration{1, R"sql(
+CREATE TABLE users (
+  id            INTEGER PRIMARY KEY AUTOINCREMENT,
+  account       TEXT NOT NULL UNIQUE,
+  password_hash TEXT NOT NULL,
+  nickname      TEXT NOT NULL,
+  email         TEXT,
+  phone         TEXT,
+  role          TEXT NOT NULL CHECK (role IN ('user', 'admin')),
+  photo_kind    TEXT CHECK (photo_kind IS NULL OR photo_kind IN ('upload', 'preset')),
+  photo_ref     TEXT,
+  photo_type    TEXT,
+  photo_version TEXT,
+  created_at    INTEGER NOT NULL
+);
+CREATE TABLE revoked_tokens (
+  jti        TEXT PRIMARY KEY,
+  expires_at INTEGER NOT NULL
+);
+CREATE INDEX revoked_tokens_expires_at ON revoked_tokens (expires_at);
+)sql"},
+};
+
+Status Fail(sqlite3* db, std::string_view what) {
+  return Internal(std::string(what) + ": " + sqlite3_errmsg(db));
+}
+
+// Runs constant SQL (possibly several statements) with no bound values.
+Status Exec(sqlite3* db, const char* sql, std::string_view what) {
+  if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) return Fail(db, what);
+  return Status::Ok();
+}
+
+// The highest applied version, 0 if none.
+Result<int64_t> CurrentVersion(sqlite3* db) {
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", -1, &stmt,
+                         nullptr) != SQLITE_OK) {
+    return Error(Fail(db, "read schema version").error());
+  }
+  Result<int64_t> result = Internal("read schema version: no row");
+  if (sqlite3_step(stmt) == SQLITE_ROW) {
+    result = sqlite3_column_int64(stmt, 0);
+  } else {
+    result = Fail(db, "read schema version").error();
+  }
+  sqlite3_finalize(stmt);
+  return result;
+}
+
+// Applies one migration and records it, in one transaction.
+Status ApplyOne(sqlite3* db, const Migration& m) {
+  const std::string what = "schema migration " + std::to_string(m.version);
+  if (Status s = Exec(db, "BEGIN IMMEDIATE", what); !s.ok()) return s;
+  Status status = [&]() -> Status {
+    // Another process may have applied it since we looked; the write lock
+    // taken by BEGIN IMMEDIATE makes this check final.
+    Result<int64_t> current = CurrentVersion(db);
+    if (!current.ok()) return current.error();
+    if (*current >= m.version) return Exec(db, "COMMIT", what);
+    const std::string sql(m.sql);
+    if (Status s = Exec(db, sql.c_str(), what); !s.ok()) return s;
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                           -1, &stmt, nullptr) != SQLITE_OK) {
+      return Fail(db, what);
+    }
+    sqlite3_bind_int64(stmt, 1, m.version);
+    sqlite3_bind_int64(stmt, 2, static_cast<int64_t>(std::time(nullptr)));
+    const int rc = sqlite3_step(stmt);
+    Status step = rc == SQLITE_DONE ? Status::Ok() : Fail(db, what);
+    sqlite3_finalize(stmt);
+    if (!step.ok()) return step;
+    return Exec(db, "COMMIT", what);
+  }();
+  if (!status.ok() && !sqlite3_get_autocommit(db)) {
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  return status;
+}
+
+}  // namespace
+
+std::span<const Migration> Migrations() { return kMigrations; }
+
+Status ApplyMigrations(sqlite3* db, std::span<const Migration> migrations) {
+  for (size_t i = 0; i < migrations.size(); ++i) {
+    const int64_t previous = i == 0 ? 0 : migrations[i - 1].version;
+    if (migrations[i].version <= previous) {
+      return Internal("schema migrations out of order at version " +
+                      std::to_string(migrations[i].version));
+    }
+  }
+  if (Status s = Exec(db,
+                      "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                      "version INTEGER PRIMARY KEY, applied_at INTEGER)",
+                      "create schema_migrations");
+      !s.ok()) {
+    return s;
+  }
+  Result<int64_t> current = CurrentVersion(db);
+  if (!current.ok()) return current.error();
+  const int64_t known = migrations.empty() ? 0 : migrations.back().version;
+  if (*current > known) {
+    return Internal("database schema version " + std::to_string(*current) +
+                    " is newer than this gpuhub knows (" + std::to_string(known) + ")");
+  }
+  for (const Migration& m : migrations) {
+    if (m.version <= *current) continue;
+    if (Status s = ApplyOne(db, m); !s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+}  // namespace gpuhub::store::sqlite

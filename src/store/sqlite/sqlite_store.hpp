@@ -1,0 +1,67 @@
+// SqliteStore: the Store on one SQLite file in WAL mode.
+//
+// Thread-safety: one connection, guarded by one mutex; every method holds it
+// for its whole statement, so a SqliteStore may be used from any thread and
+// calls are serialized. Each method is a single auto-committed statement with
+// synchronous=FULL, so a successful return is durable even against power loss.
+// Other processes may open the same file; they wait up to kBusyTimeoutMs for
+// its lock. Private to src/store: others use OpenSqliteStore in store.hpp.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "store/store.hpp"
+
+namespace gpuhub::store::sqlite {
+
+inline constexpr int kBusyTimeoutMs = 5000;
+
+struct DbCloser {
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+struct StmtFinalizer {
+  void operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
+};
+using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
+using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+
+// The prepared statements, made once at open and reused.
+struct Statements {
+  StmtPtr create_user;
+  StmtPtr list_users;
+  StmtPtr update_user;
+  StmtPtr delete_user;
+  StmtPtr revoke_token;
+  StmtPtr list_revoked_tokens;
+  StmtPtr prune_revoked_tokens;
+};
+
+class SqliteStore final : public Store {
+ public:
+  // Opens `path` (creating the file, not its directory), sets the pragmas and
+  // applies pending migrations. kInternal with the database's message on failure.
+  static Result<std::unique_ptr<SqliteStore>> Open(const std::string& path);
+
+  // Takes an open, migrated connection and its statements; use Open.
+  SqliteStore(DbPtr db, Statements statements);
+
+  Result<User> CreateUser(const User& user) override;
+  Result<std::vector<User>> ListUsers() override;
+  Status UpdateUser(const User& user) override;
+  Status DeleteUser(int64_t id) override;
+  Status RevokeToken(const std::string& jti, TimePoint expires_at) override;
+  Result<std::vector<std::string>> ListRevokedTokens(TimePoint now) override;
+  Status PruneRevokedTokens(TimePoint now) override;
+
+ private:
+  std::mutex mu_;
+  DbPtr db_;          // declared before stmts_: statements are finalized first
+  Statements stmts_;  // guarded by mu_
+};
+
+}  // namespace gpuhub::store::sqlite

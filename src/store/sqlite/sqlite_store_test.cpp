@@ -1,0 +1,385 @@
+#include "store/sqlite/sqlite_store.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <array>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "common/time_util.hpp"
+#include "store/sqlite/migrations.hpp"
+#include "store/store.hpp"
+
+namespace gpuhub::store {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAre;
+
+// A fresh directory under /tmp, removed with everything in it at the end.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = "/tmp/gpuhub-store-test-XXXXXX";
+    if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A second, raw connection for looking behind the store's back.
+class RawDb {
+ public:
+  explicit RawDb(const std::string& path) { sqlite3_open(path.c_str(), &db_); }
+  ~RawDb() { sqlite3_close_v2(db_); }
+  RawDb(const RawDb&) = delete;
+  RawDb& operator=(const RawDb&) = delete;
+  sqlite3* get() const { return db_; }
+
+  // The first column of the first row of `sql`, as text; "" if none.
+  std::string Scalar(const char* sql) const {
+    sqlite3_stmt* stmt = nullptr;
+    std::string out;
+    if (sqlite3_prepare_v2(db_, sql, -1, &stmt, nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+      const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+      if (text != nullptr) out = text;
+    }
+    sqlite3_finalize(stmt);
+    return out;
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+User MakeUser(std::string account) {
+  User u;
+  u.account = std::move(account);
+  u.password_hash = "$argon2id$v=19$m=65536,t=2,p=1$c2FsdA$aGFzaA";
+  u.nickname = "Nick " + u.account;
+  u.role = "user";
+  u.created_at = FromUnixSeconds(1795482123);
+  return u;
+}
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(dir_.path().empty()) << "mkdtemp failed";
+    db_path_ = (dir_.path() / "gpuhub.db").string();
+    Reopen();
+  }
+
+  void Reopen() {
+    store_.reset();
+    Result<std::unique_ptr<Store>> opened = OpenSqliteStore(db_path_);
+    ASSERT_TRUE(opened.ok()) << opened.error().message;
+    store_ = std::move(opened).value();
+  }
+
+  TempDir dir_;
+  std::string db_path_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(SqliteStoreTest, CreateListUpdateDeleteRoundtrip) {
+  User plain = MakeUser("alice");
+  User full = MakeUser("bob");
+  full.email = "bob@example.com";
+  full.phone = "+86 138 0000 0000";
+  full.role = "admin";
+  full.photo = Photo{Photo::Kind::kUpload, "bob-1.png", "image/png", "v1"};
+
+  Result<User> a = store_->CreateUser(plain);
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  Result<User> b = store_->CreateUser(full);
+  ASSERT_TRUE(b.ok()) << b.error().message;
+  EXPECT_GT(a->id, 0);
+  EXPECT_GT(b->id, a->id);
+  plain.id = a->id;
+  full.id = b->id;
+  EXPECT_EQ(*a, plain);
+  EXPECT_EQ(*b, full);
+
+  Result<std::vector<User>> users = store_->ListUsers();
+  ASSERT_TRUE(users.ok()) << users.error().message;
+  EXPECT_THAT(*users, ElementsAre(plain, full));
+
+  // Set every optional field on one, clear them on the other; account and
+  // created_at stay as they were.
+  User plain2 = plain;
+  plain2.password_hash = "new-hash";
+  plain2.nickname = "Alice";
+  plain2.email = "alice@example.com";
+  plain2.phone = "123";
+  plain2.role = "admin";
+  plain2.photo = Photo{Photo::Kind::kPreset, "cat", "image/svg+xml", "p2"};
+  User full2 = full;
+  full2.email.reset();
+  full2.phone.reset();
+  full2.photo.reset();
+  full2.role = "user";
+  ASSERT_TRUE(store_->UpdateUser(plain2).ok());
+  User ignored = full2;
+  ignored.account = "mallory";
+  ignored.created_at = FromUnixSeconds(1);
+  ASSERT_TRUE(store_->UpdateUser(ignored).ok());
+
+  users = store_->ListUsers();
+  ASSERT_TRUE(users.ok());
+  EXPECT_THAT(*users, ElementsAre(plain2, full2));
+
+  ASSERT_TRUE(store_->DeleteUser(plain.id).ok());
+  users = store_->ListUsers();
+  ASSERT_TRUE(users.ok());
+  EXPECT_THAT(*users, ElementsAre(full2));
+}
+
+TEST_F(SqliteStoreTest, EmptyStringsAreNotNull) {
+  User u = MakeUser("empty");
+  u.email = "";
+  u.phone = "";
+  u.photo = Photo{Photo::Kind::kPreset, "", "", ""};
+  Result<User> created = store_->CreateUser(u);
+  ASSERT_TRUE(created.ok());
+  Result<std::vector<User>> users = store_->ListUsers();
+  ASSERT_TRUE(users.ok());
+  ASSERT_EQ(users->size(), 1u);
+  EXPECT_EQ(users->front(), *created);
+}
+
+TEST_F(SqliteStoreTest, CreatedAtKeepsWholeSeconds) {
+  User u = MakeUser("frac");
+  u.created_at = FromUnixSeconds(1000) + std::chrono::milliseconds(900);
+  Result<User> created = store_->CreateUser(u);
+  ASSERT_TRUE(created.ok());
+  EXPECT_EQ(created->created_at, FromUnixSeconds(1000));
+  Result<std::vector<User>> users = store_->ListUsers();
+  ASSERT_TRUE(users.ok());
+  EXPECT_THAT(*users, ElementsAre(*created));
+}
+
+TEST_F(SqliteStoreTest, DuplicateAccountIsConflict) {
+  ASSERT_TRUE(store_->CreateUser(MakeUser("alice")).ok());
+  Result<User> dup = store_->CreateUser(MakeUser("alice"));
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(dup.error().message, "Account already exists");
+  Result<std::vector<User>> users = store_->ListUsers();
+  ASSERT_TRUE(users.ok());
+  EXPECT_EQ(users->size(), 1u);
+}
+
+TEST_F(SqliteStoreTest, InvalidRoleIsInternal) {
+  User u = MakeUser("x");
+  u.role = "root";
+  Result<User> r = store_->CreateUser(u);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kInternal);
+  EXPECT_NE(r.error().message.find("CHECK"), std::string::npos) << r.error().message;
+}
+
+TEST_F(SqliteStoreTest, IdsAreNotReusedAfterDelete) {
+  Result<User> a = store_->CreateUser(MakeUser("a"));
+  Result<User> b = store_->CreateUser(MakeUser("b"));
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(store_->DeleteUser(b->id).ok());
+  ASSERT_TRUE(store_->DeleteUser(a->id).ok());
+  Reopen();  // the high-water mark is durable too
+  Result<User> c = store_->CreateUser(MakeUser("b"));
+  ASSERT_TRUE(c.ok());
+  EXPECT_GT(c->id, b->id);
+}
+
+TEST_F(SqliteStoreTest, MissingUserIsNotFound) {
+  User ghost = MakeUser("ghost");
+  ghost.id = 42;
+  Status u = store_->UpdateUser(ghost);
+  ASSERT_FALSE(u.ok());
+  EXPECT_EQ(u.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(u.error().message, "User not found");
+  Status d = store_->DeleteUser(42);
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(d.error().message, "User not found");
+
+  Result<User> a = store_->CreateUser(MakeUser("a"));
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(store_->DeleteUser(a->id).ok());
+  Status again = store_->DeleteUser(a->id);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(SqliteStoreTest, UpdateWithUnchangedValuesSucceeds) {
+  Result<User> a = store_->CreateUser(MakeUser("a"));
+  ASSERT_TRUE(a.ok());
+  EXPECT_TRUE(store_->UpdateUser(*a).ok());
+  EXPECT_TRUE(store_->UpdateUser(*a).ok());
+}
+
+TEST_F(SqliteStoreTest, RevokeListPruneTokens) {
+  const TimePoint t0 = FromUnixSeconds(2000);
+  using std::chrono::seconds;
+  ASSERT_TRUE(store_->RevokeToken("early", t0 + seconds(10)).ok());
+  ASSERT_TRUE(store_->RevokeToken("late", t0 + seconds(100)).ok());
+  ASSERT_TRUE(store_->RevokeToken("late", t0 + seconds(100)).ok());  // again: not an error
+  // Revoking again with an earlier expiry keeps the later one.
+  ASSERT_TRUE(store_->RevokeToken("late", t0 + seconds(5)).ok());
+
+  Result<std::vector<std::string>> live = store_->ListRevokedTokens(t0);
+  ASSERT_TRUE(live.ok());
+  EXPECT_THAT(*live, UnorderedElementsAre("early", "late"));
+
+  // Expiry exactly at `now` is not "after now".
+  live = store_->ListRevokedTokens(t0 + seconds(10));
+  ASSERT_TRUE(live.ok());
+  EXPECT_THAT(*live, ElementsAre("late"));
+  live = store_->ListRevokedTokens(t0 + std::chrono::milliseconds(9500));
+  ASSERT_TRUE(live.ok());
+  EXPECT_THAT(*live, UnorderedElementsAre("early", "late"));
+
+  // Prune at the cut-off removes "early" (expired at or before now) only.
+  ASSERT_TRUE(store_->PruneRevokedTokens(t0 + std::chrono::milliseconds(9500)).ok());
+  RawDb raw(db_path_);
+  EXPECT_EQ(raw.Scalar("SELECT COUNT(*) FROM revoked_tokens"), "2");
+  ASSERT_TRUE(store_->PruneRevokedTokens(t0 + seconds(10)).ok());
+  EXPECT_EQ(raw.Scalar("SELECT COUNT(*) FROM revoked_tokens"), "1");
+  live = store_->ListRevokedTokens(FromUnixSeconds(0));
+  ASSERT_TRUE(live.ok());
+  EXPECT_THAT(*live, ElementsAre("late"));
+
+  ASSERT_TRUE(store_->PruneRevokedTokens(t0 + seconds(1000)).ok());
+  live = store_->ListRevokedTokens(FromUnixSeconds(0));
+  ASSERT_TRUE(live.ok());
+  EXPECT_THAT(*live, IsEmpty());
+}
+
+TEST_F(SqliteStoreTest, ReopenKeepsDataAndDoesNotReapplyMigrations) {
+  User u = MakeUser("alice");
+  u.email = "a@example.com";
+  u.photo = Photo{Photo::Kind::kUpload, "a.jpg", "image/jpeg", "7"};
+  Result<User> created = store_->CreateUser(u);
+  ASSERT_TRUE(created.ok());
+  ASSERT_TRUE(store_->RevokeToken("jti-1", FromUnixSeconds(5000)).ok());
+
+  const std::string migrations_before =
+      RawDb(db_path_).Scalar("SELECT COUNT(*) || ':' || MAX(version) FROM schema_migrations");
+  EXPECT_EQ(migrations_before, std::to_string(sqlite::Migrations().size()) + ":" +
+                                   std::to_string(sqlite::Migrations().back().version));
+
+  Reopen();
+  Reopen();
+  EXPECT_EQ(RawDb(db_path_).Scalar("SELECT COUNT(*) || ':' || MAX(version) FROM schema_migrations"),
+            migrations_before);
+  Result<std::vector<User>> users = store_->ListUsers();
+  ASSERT_TRUE(users.ok());
+  EXPECT_THAT(*users, ElementsAre(*created));
+  Result<std::vector<std::string>> live = store_->ListRevokedTokens(FromUnixSeconds(0));
+  ASSERT_TRUE(live.ok());
+  EXPECT_THAT(*live, ElementsAre("jti-1"));
+}
+
+TEST_F(SqliteStoreTest, JournalModeIsWal) {
+  // journal_mode=WAL is persistent in the file, so a fresh connection sees it.
+  EXPECT_EQ(RawDb(db_path_).Scalar("PRAGMA journal_mode"), "wal");
+  EXPECT_TRUE(std::filesystem::exists(db_path_ + "-wal"));
+}
+
+TEST_F(SqliteStoreTest, ConcurrentCallsFromManyThreads) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 25;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([this, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        // Built with append: GCC 12 -O3 misreports "a" + to_string(...) (-Wrestrict).
+        std::string name = std::to_string(t);
+        name.append("-").append(std::to_string(i));
+        EXPECT_TRUE(store_->CreateUser(MakeUser(name)).ok());
+        EXPECT_TRUE(store_->RevokeToken(name, FromUnixSeconds(10)).ok());
+        EXPECT_TRUE(store_->ListUsers().ok());
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  Result<std::vector<User>> users = store_->ListUsers();
+  ASSERT_TRUE(users.ok());
+  EXPECT_EQ(users->size(), static_cast<size_t>(kThreads * kPerThread));
+}
+
+TEST(OpenSqliteStore, MissingDirectoryIsInternal) {
+  Result<std::unique_ptr<Store>> r = OpenSqliteStore("/nonexistent-gpuhub-dir/x/gpuhub.db");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ErrorCode::kInternal);
+  EXPECT_FALSE(r.error().message.empty());
+}
+
+TEST(Migrations, VersionsStrictlyIncreaseFromOne) {
+  std::span<const sqlite::Migration> all = sqlite::Migrations();
+  ASSERT_FALSE(all.empty());
+  EXPECT_EQ(all.front().version, 1);
+  for (size_t i = 1; i < all.size(); ++i) EXPECT_GT(all[i].version, all[i - 1].version);
+}
+
+TEST(Migrations, FailingMigrationRollsBackAndLaterOpenResumes) {
+  TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  const std::string path = (dir.path() / "m.db").string();
+  RawDb db(path);
+  const std::array good = {
+      sqlite::Migration{1, "CREATE TABLE a (x INTEGER);"},
+  };
+  const std::array bad = {
+      sqlite::Migration{1, "CREATE TABLE a (x INTEGER);"},
+      sqlite::Migration{2, "CREATE TABLE b (y INTEGER); THIS IS NOT SQL;"},
+  };
+  const std::array fixed = {
+      sqlite::Migration{1, "CREATE TABLE a (x INTEGER);"},
+      sqlite::Migration{2, "CREATE TABLE b (y INTEGER);"},
+  };
+  ASSERT_TRUE(sqlite::ApplyMigrations(db.get(), good).ok());
+  Status s = sqlite::ApplyMigrations(db.get(), bad);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ErrorCode::kInternal);
+  EXPECT_NE(s.error().message.find("schema migration 2"), std::string::npos) << s.error().message;
+  // Neither table b nor the row for version 2 survived.
+  EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'b'"), "0");
+  EXPECT_EQ(db.Scalar("SELECT MAX(version) FROM schema_migrations"), "1");
+
+  ASSERT_TRUE(sqlite::ApplyMigrations(db.get(), fixed).ok());
+  ASSERT_TRUE(sqlite::ApplyMigrations(db.get(), fixed).ok());
+  EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM schema_migrations"), "2");
+  EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'b'"), "1");
+
+  // A database from a newer gpuhub is refused.
+  Status newer = sqlite::ApplyMigrations(db.get(), good);
+  ASSERT_FALSE(newer.ok());
+  EXPECT_EQ(newer.error().code, ErrorCode::kInternal);
+}
+
+TEST(Migrations, OutOfOrderListIsRefused) {
+  TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  RawDb db((dir.path() / "m.db").string());
+  const std::array list = {
+      sqlite::Migration{2, "CREATE TABLE a (x INTEGER);"},
+      sqlite::Migration{1, "CREATE TABLE b (x INTEGER);"},
+  };
+  EXPECT_FALSE(sqlite::ApplyMigrations(db.get(), list).ok());
+}
+
+}  // namespace
+}  // namespace gpuhub::store

@@ -1,0 +1,80 @@
+// Store: gpuhub's durable state, behind an interface free of any database.
+//
+// Every method commits before it returns: a successful call is durable and
+// survives a kill -9 of the process. Implementations are thread-safe; callers
+// may use one Store from any thread. Expected failures (a duplicate account,
+// a missing row) come back as Result errors with kConflict or kNotFound;
+// kInternal means the database itself failed.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.hpp"
+#include "common/result.hpp"
+
+namespace gpuhub::store {
+
+// A user's photo: either an uploaded image kept as a file in the data dir, or
+// one of the preset avatars shipped with gpuhub.
+struct Photo {
+  enum class Kind { kUpload, kPreset };
+  Kind kind = Kind::kPreset;
+  std::string ref;           // file name under <data>/photos, or the preset's name
+  std::string content_type;  // e.g. "image/png"
+  std::string version;       // changes on every new photo; part of the photo URL
+  bool operator==(const Photo&) const = default;
+};
+
+struct User {
+  int64_t id = 0;
+  std::string account;
+  std::string password_hash;  // argon2id, crypto_pwhash_str format
+  std::string nickname;
+  std::optional<std::string> email;
+  std::optional<std::string> phone;
+  std::string role;  // "user" or "admin"
+  std::optional<Photo> photo;
+  TimePoint created_at{};
+  bool operator==(const User&) const = default;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Inserts `user` (its id is ignored) and returns it with the new id. Ids are
+  // never reused, even after a delete. kConflict if the account exists.
+  virtual Result<User> CreateUser(const User& user) = 0;
+
+  // Every user, ordered by id.
+  virtual Result<std::vector<User>> ListUsers() = 0;
+
+  // Replaces all fields of the user with `user.id` except id, account and
+  // created_at. kNotFound if there is no such user.
+  virtual Status UpdateUser(const User& user) = 0;
+
+  // Deletes the user. kNotFound if there is no such user.
+  virtual Status DeleteUser(int64_t id) = 0;
+
+  // Records that the token with `jti` is revoked until `expires_at`.
+  // Revoking a revoked token again is not an error.
+  virtual Status RevokeToken(const std::string& jti, TimePoint expires_at) = 0;
+
+  // The jtis of revoked tokens whose expiry is after `now`.
+  virtual Result<std::vector<std::string>> ListRevokedTokens(TimePoint now) = 0;
+
+  // Forgets revoked tokens that expired at or before `now` (they fail as
+  // expired anyway).
+  virtual Status PruneRevokedTokens(TimePoint now) = 0;
+};
+
+// Opens (creating if needed) the SQLite database at `path` in WAL mode and
+// applies every pending schema migration. kInternal on failure, with the
+// database's message.
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+
+}  // namespace gpuhub::store

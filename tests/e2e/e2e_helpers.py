@@ -1,0 +1,562 @@
+"""Shared helpers for the gpuhubd black-box end-to-end tests.
+
+Only stdlib + requests. The `Server` class starts a real gpuhubd process on a
+free port with its own data directory and offers small conveniences (admin
+token, user creation, DB snapshots, raw sockets).
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import struct
+import subprocess
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_BIN = REPO_ROOT / "build" / "debug" / "apps" / "gpuhubd" / "gpuhubd"
+GPUHUB_BIN = Path(os.environ.get("GPUHUB_BIN", str(DEFAULT_BIN)))
+if not GPUHUB_BIN.is_absolute():
+    GPUHUB_BIN = (REPO_ROOT / GPUHUB_BIN).resolve()
+
+ADMIN_PASSWORD = "Admin-Passw0rd-e2e"
+USER_PASSWORD = "user-password-1"
+START_TIMEOUT = 20.0
+HTTP_TIMEOUT = 15.0
+
+SANITIZER_MARKERS = (
+    "ERROR: AddressSanitizer",
+    "ERROR: LeakSanitizer",
+    "runtime error:",
+    "ThreadSanitizer",
+)
+
+LISTEN_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
+
+INFO_KEYS = {"id", "account", "nickname", "email", "phone", "photo", "role"}
+
+_counter = itertools.count(1)
+
+
+def unique(prefix: str = "u") -> str:
+    """A fresh, valid account name."""
+    return f"{prefix}{os.getpid() % 1000}x{next(_counter)}"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def auth(token: str | None, bearer: bool = True) -> dict:
+    if token is None:
+        return {}
+    return {"Authorization": f"Bearer {token}" if bearer else token}
+
+
+class ServerError(Exception):
+    pass
+
+
+class Server:
+    """One gpuhubd process (possibly restarted several times on one data dir)."""
+
+    def __init__(self, root: Path, config: str | None = None, env: dict | None = None,
+                 admin_password: str | None = ADMIN_PASSWORD, port: int = 0):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.data_dir = self.root / "data"
+        self.data_dir.mkdir(exist_ok=True)
+        self.config_text = config
+        self.config_path = None
+        if config is not None:
+            self.config_path = self.root / "config.toml"
+            self.config_path.write_text(config)
+        self.extra_env = dict(env or {})
+        self.admin_password = admin_password
+        self.listen_port = port
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.logs: list[Path] = []
+        self._starts = 0
+        self._expected_exit = False
+        self._admin_token: str | None = None
+        self.exit_codes: list[int] = []
+
+    # ----- process control -------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "gpuhub.db"
+
+    def _env(self) -> dict:
+        env = dict(os.environ)
+        env.pop("GPUHUB_ADMIN_PASSWORD", None)
+        if self.admin_password is not None:
+            env["GPUHUB_ADMIN_PASSWORD"] = self.admin_password
+        env.update(self.extra_env)
+        # ASan: keep reports on stderr, do not hide them.
+        env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        return env
+
+    def start(self) -> "Server":
+        if not GPUHUB_BIN.exists():
+            raise ServerError(f"gpuhubd binary not found at {GPUHUB_BIN}")
+        self._starts += 1
+        log = self.root / f"stderr-{self._starts}.log"
+        self.logs.append(log)
+        args = [str(GPUHUB_BIN), "--listen", f"127.0.0.1:{self.listen_port}",
+                "--data", str(self.data_dir), "--log-level", "info"]
+        if self.config_path is not None:
+            args += ["--config", str(self.config_path)]
+        self._expected_exit = False
+        self._admin_token = None
+        with open(log, "wb") as errf, open(self.root / f"stdout-{self._starts}.log", "wb") as outf:
+            self.proc = subprocess.Popen(args, stdout=outf, stderr=errf, env=self._env(),
+                                         stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            text = log.read_text(errors="replace")
+            m = LISTEN_RE.search(text)
+            if m:
+                self.port = int(m.group(1))
+                break
+            if self.proc.poll() is not None:
+                raise ServerError(
+                    f"gpuhubd exited with {self.proc.returncode} before listening:\n{text[-4000:]}")
+            time.sleep(0.05)
+        else:
+            self.proc.kill()
+            self.proc.wait()
+            raise ServerError(f"gpuhubd did not log 'listening on' within {START_TIMEOUT}s:\n"
+                              + log.read_text(errors="replace")[-4000:])
+        if self.listen_port:
+            assert self.port == self.listen_port
+        # Wait until it answers.
+        while time.monotonic() < deadline:
+            try:
+                r = requests.get(self.base_url + "/healthz", timeout=2)
+                if r.status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise ServerError("gpuhubd never answered /healthz with 200")
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 15.0) -> float:
+        """Send `sig`, wait for exit, assert exit code 0. Returns seconds taken."""
+        assert self.proc is not None
+        self._expected_exit = True
+        t0 = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"gpuhubd did not exit within {timeout}s of signal {sig}")
+        took = time.monotonic() - t0
+        self.exit_codes.append(rc)
+        assert rc == 0, f"gpuhubd exited with {rc} after signal {sig}:\n{self.log_text()[-4000:]}"
+        return took
+
+    def kill9(self):
+        assert self.proc is not None
+        self._expected_exit = True
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+    def restart(self, port: int | None = None) -> "Server":
+        if self.running():
+            self.stop()
+        if port is not None:
+            self.listen_port = port
+        return self.start()
+
+    def log_text(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+
+    def check_health(self, final: bool = False) -> None:
+        """Raise AssertionError if the server crashed or logged a sanitizer report."""
+        text = self.log_text()
+        for marker in SANITIZER_MARKERS:
+            if marker in text:
+                idx = text.index(marker)
+                raise AssertionError(f"sanitizer report in gpuhubd stderr ({marker}):\n"
+                                     + text[max(0, idx - 500): idx + 6000])
+        if self.proc is not None and not self._expected_exit and self.proc.poll() is not None:
+            raise AssertionError(f"gpuhubd died unexpectedly with code {self.proc.returncode}:\n"
+                                 + text[-4000:])
+
+    def teardown(self) -> None:
+        try:
+            if self.running():
+                self.stop()
+        finally:
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        self.check_health(final=True)
+
+    # ----- HTTP helpers ----------------------------------------------------
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def request(self, method: str, path: str, token: str | None = None, **kw) -> requests.Response:
+        headers = dict(kw.pop("headers", {}) or {})
+        headers.update(auth(token))
+        kw.setdefault("timeout", HTTP_TIMEOUT)
+        return requests.request(method, self.url(path), headers=headers, **kw)
+
+    def get(self, path, token=None, **kw):
+        return self.request("GET", path, token, **kw)
+
+    def post(self, path, token=None, **kw):
+        return self.request("POST", path, token, **kw)
+
+    def login_resp(self, account: str, password: str) -> requests.Response:
+        return self.post("/api/auth/login", json={"account": account, "password": password})
+
+    def login(self, account: str, password: str) -> str:
+        r = self.login_resp(account, password)
+        assert r.status_code == 200, (account, r.status_code, r.text)
+        tok = r.json()["access_token"]
+        assert isinstance(tok, str) and tok
+        return tok
+
+    def admin_token(self, fresh: bool = False) -> str:
+        if fresh or self._admin_token is None:
+            assert self.admin_password is not None
+            self._admin_token = self.login("admin", self.admin_password)
+        return self._admin_token
+
+    def register(self, account: str, password: str = USER_PASSWORD, token: str | None = None,
+                 **fields) -> requests.Response:
+        body = {"account": account, "password": password}
+        body.update(fields)
+        return self.post("/api/auth/register", token or self.admin_token(), json=body)
+
+    def create_user(self, account: str | None = None, password: str = USER_PASSWORD,
+                    role: str | None = None, **fields):
+        """Register a user and log it in. Returns (account, password, token, id)."""
+        account = account or unique()
+        if role is not None:
+            fields["role"] = role
+        r = self.register(account, password, **fields)
+        assert r.status_code == 200, (r.status_code, r.text)
+        uid = r.json()["id"]
+        return account, password, self.login(account, password), uid
+
+    def info(self, token: str) -> dict:
+        r = self.get("/api/user/info", token)
+        assert r.status_code == 200, (r.status_code, r.text)
+        return r.json()
+
+    # ----- raw sockets -----------------------------------------------------
+    def connect(self, timeout: float = 10.0) -> "RawConn":
+        return RawConn("127.0.0.1", self.port, timeout)
+
+    # ----- DB snapshot -----------------------------------------------------
+    def db_snapshot(self) -> list[str]:
+        return db_snapshot(self.db_path)
+
+    def photo_files(self) -> list[str]:
+        d = self.data_dir / "photos"
+        if not d.exists():
+            return []
+        return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())
+
+
+def db_snapshot(path: Path) -> list[str]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        conn.execute("BEGIN")
+        lines = list(conn.iterdump())
+        conn.execute("ROLLBACK")
+        return lines
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------
+# Raw HTTP over a socket
+# --------------------------------------------------------------------------
+class RawResponse:
+    def __init__(self, status: int, reason: str, headers: dict, body: bytes):
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # lower-case keys
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    def __repr__(self):
+        return f"<RawResponse {self.status} {self.headers} {self.body[:200]!r}>"
+
+
+class RawConn:
+    def __init__(self, host: str, port: int, timeout: float = 10.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+        self.closed_by_peer = False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send(self, data: bytes):
+        self.sock.sendall(data)
+
+    def _recv(self, timeout: float) -> bytes:
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.closed_by_peer = True
+        return data
+
+    def read_response(self, timeout: float = 10.0) -> RawResponse | None:
+        """Read one response. None when the peer closed before sending any bytes."""
+        deadline = time.monotonic() + timeout
+        while b"\r\n\r\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no complete response head within {timeout}s: {self.buf[:200]!r}")
+            data = self._recv(left)
+            if not data:
+                if not self.buf:
+                    return None
+                raise AssertionError(f"connection closed mid-response: {self.buf[:500]!r}")
+            self.buf += data
+        head, _, rest = self.buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        assert parts[0].startswith("HTTP/1."), lines[0]
+        status = int(parts[1])
+        reason = parts[2] if len(parts) > 2 else ""
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        if "content-length" in headers:
+            n = int(headers["content-length"])
+            while len(rest) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("body not complete")
+                data = self._recv(left)
+                if not data:
+                    raise AssertionError("connection closed mid-body")
+                rest += data
+            body, self.buf = rest[:n], rest[n:]
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                while b"\r\n" not in rest:
+                    data = self._recv(max(0.01, deadline - time.monotonic()))
+                    if not data:
+                        raise AssertionError("closed mid-chunk")
+                    rest += data
+                size_line, _, rest = rest.partition(b"\r\n")
+                size = int(size_line.split(b";")[0], 16)
+                while len(rest) < size + 2:
+                    data = self._recv(max(0.01, deadline - time.monotonic()))
+                    if not data:
+                        raise AssertionError("closed mid-chunk")
+                    rest += data
+                if size == 0:
+                    # ignore trailers (assume none)
+                    self.buf = rest[2:]
+                    break
+                body += rest[:size]
+                rest = rest[size + 2:]
+        else:
+            body = rest
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                data = self._recv(left)
+                if not data:
+                    break
+                body += data
+            self.buf = b""
+        return RawResponse(status, reason, headers, body)
+
+    def wait_closed(self, timeout: float) -> bool:
+        """True if the peer closes the connection within `timeout` (data is discarded)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                data = self._recv(left)
+            except (socket.timeout, TimeoutError):
+                return False
+            if not data:
+                return True
+            self.buf += data
+
+
+def raw_request_with_body(port: int, head: bytes, body_size: int, chunk: int = 65536,
+                          timeout: float = 15.0, byte: bytes = b"a") -> RawResponse | None:
+    """Send `head` then `body_size` bytes from a sender thread while the main
+    thread reads the response, so an early error response is seen even if the
+    server stops reading."""
+    conn = RawConn("127.0.0.1", port, timeout)
+    conn.send(head)
+    stop = threading.Event()
+
+    def sender():
+        sent = 0
+        block = byte * chunk
+        try:
+            while sent < body_size and not stop.is_set():
+                n = min(chunk, body_size - sent)
+                conn.sock.sendall(block[:n])
+                sent += n
+        except OSError:
+            pass
+
+    t = threading.Thread(target=sender, daemon=True)
+    t.start()
+    try:
+        return conn.read_response(timeout)
+    finally:
+        stop.set()
+        conn.close()
+        t.join(5)
+
+
+# --------------------------------------------------------------------------
+# JWT helpers
+# --------------------------------------------------------------------------
+def b64url_decode(s: str) -> bytes:
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def b64url_encode(b: bytes) -> str:
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def jwt_parts(token: str):
+    h, p, s = token.split(".")
+    return json.loads(b64url_decode(h)), json.loads(b64url_decode(p)), s
+
+
+# --------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------
+def make_png(w: int = 2, h: int = 2, rgb=(200, 30, 30)) -> bytes:
+    def chunk(tag, data):
+        c = struct.pack(">I", len(data)) + tag + data
+        return c + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\x00" + bytes(rgb) * w for _ in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+GIF_1x1 = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00"
+           b"\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+
+# 1x1 lossless WebP
+WEBP_1x1 = base64.b64decode("UklGRhoAAABXRUJQVlA4TA0AAAAvAAAAEAcQERGIiP4HAA==")
+
+# Minimal baseline JPEG (1x1 grey)
+JPEG_1x1 = base64.b64decode(
+    "/9j/4AAQSkZJRgABAQEASABIAAD/2wBDAP//////////////////////////////////////////////////"
+    "////////////////////////////////////wgALCAABAAEBAREA/8QAFBABAAAAAAAAAAAAAAAAAAAAAP/a"
+    "AAgBAQABPxA=")
+
+IMAGES = {
+    "png": (make_png(), "image/png"),
+    "jpeg": (JPEG_1x1, "image/jpeg"),
+    "gif": (GIF_1x1, "image/gif"),
+    "webp": (WEBP_1x1, "image/webp"),
+}
+
+IMAGE_MAGIC = {
+    "image/png": b"\x89PNG\r\n\x1a\n",
+    "image/jpeg": b"\xff\xd8\xff",
+    "image/gif": b"GIF8",
+    "image/webp": b"RIFF",
+}
+
+
+def multipart(parts, boundary: str = "----gpuhubE2EBoundary7MA4YWxk"):
+    """parts: list of (name, filename|None, content_type|None, bytes). Returns (body, content_type)."""
+    out = b""
+    for name, filename, ctype, data in parts:
+        out += f"--{boundary}\r\n".encode()
+        disp = f'Content-Disposition: form-data; name="{name}"'
+        if filename is not None:
+            disp += f'; filename="{filename}"'
+        out += disp.encode() + b"\r\n"
+        if ctype:
+            out += f"Content-Type: {ctype}\r\n".encode()
+        out += b"\r\n" + data + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return out, f"multipart/form-data; boundary={boundary}"
+
+
+def upload_photo(srv: Server, token: str, data: bytes, filename: str = "a.png",
+                 ctype: str | None = "application/octet-stream", method: str = "POST",
+                 header_with_file: bool = True) -> requests.Response:
+    parts = [("file", filename, ctype, data)]
+    headers = {}
+    if header_with_file:
+        headers["with_file"] = "true"
+    else:
+        parts.insert(0, ("with_file", None, None, b"true"))
+    body, ct = multipart(parts)
+    headers["Content-Type"] = ct
+    return srv.request(method, "/api/user/set_photo", token, data=body, headers=headers)
+
+
+def assert_error(r, status: int, message: str | None = None, contains: str | None = None):
+    """Assert an error response: status and JSON body {"message": ...}."""
+    assert r.status_code == status, f"expected {status}, got {r.status_code}: {r.text[:500]}"
+    try:
+        body = r.json()
+    except ValueError:
+        raise AssertionError(f"error body is not JSON: {r.text[:500]!r}")
+    assert isinstance(body, dict) and isinstance(body.get("message"), str), body
+    if message is not None:
+        assert body["message"] == message, f"expected message {message!r}, got {body['message']!r}"
+    if contains is not None:
+        assert contains in body["message"], f"{contains!r} not in message {body['message']!r}"
+    return body
