@@ -127,9 +127,20 @@ class Server:
             args += ["--config", str(self.config_path)]
         self._expected_exit = False
         self._admin_token = None
-        with open(log, "wb") as errf, open(self.root / f"stdout-{self._starts}.log", "wb") as outf:
-            self.proc = subprocess.Popen(args, stdout=outf, stderr=errf, env=self._env(),
-                                         stdin=subprocess.DEVNULL)
+        # The binary may be being relinked while the suite runs (ETXTBSY, EACCES,
+        # ENOEXEC): retry the exec for a while instead of failing spuriously.
+        exec_deadline = time.monotonic() + 60
+        while True:
+            try:
+                with open(log, "wb") as errf, \
+                        open(self.root / f"stdout-{self._starts}.log", "wb") as outf:
+                    self.proc = subprocess.Popen(args, stdout=outf, stderr=errf, env=self._env(),
+                                                 stdin=subprocess.DEVNULL)
+                break
+            except OSError:
+                if time.monotonic() > exec_deadline:
+                    raise
+                time.sleep(1)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             text = log.read_text(errors="replace")

@@ -282,7 +282,8 @@ Result<store::User> Accounts::SetUploadedPhoto(int64_t user_id, std::string_view
 
 Result<store::User> Accounts::SetPresetPhoto(int64_t user_id, std::string_view name) {
   if (!std::binary_search(avatars_.begin(), avatars_.end(), name)) {
-    return InvalidArgument("Unknown avatar: " + std::string(name.substr(0, 64)));
+    return InvalidArgument("file must name a preset avatar from /api/user/avatars, not \"" +
+                           std::string(name.substr(0, 64)) + "\"");
   }
   std::lock_guard write(write_mu_);
   std::optional<store::Photo> old;

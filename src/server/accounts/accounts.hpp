@@ -125,7 +125,7 @@ class Accounts {
   // Stores `image` (already recognised as `content_type`) as the user's photo.
   Result<store::User> SetUploadedPhoto(int64_t user_id, std::string_view image,
                                        std::string_view content_type);
-  // kInvalidArgument "Unknown avatar: <name>" for a name not in Avatars().
+  // kInvalidArgument naming the field "file" for a name not in Avatars().
   Result<store::User> SetPresetPhoto(int64_t user_id, std::string_view name);
 
   // The preset avatars' names, sorted.

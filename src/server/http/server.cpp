@@ -11,6 +11,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <limits>
 
 namespace gpuhub::http {
 namespace net = boost::asio;
@@ -24,6 +25,13 @@ auto Redirect(beast::error_code& ec) { return net::redirect_error(net::use_await
 bool IsMalformed(const beast::error_code& ec) {
   return ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category() &&
          ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message;
+}
+
+// The size of a request's header block as sent (field folding aside).
+size_t HeaderBlockSize(const Request::header_type& h) {
+  size_t n = h.method_string().size() + h.target().size() + sizeof(" HTTP/1.1\r\n") + 2;
+  for (const auto& f : h) n += f.name_string().size() + f.value().size() + 4;
+  return n;
 }
 
 void Count(ServerStats& stats, Status status) {
@@ -73,9 +81,14 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
       stream_.expires_after(lim.read_timeout);
       bhttp::request_parser<bhttp::string_body> parser;
       parser.header_limit(static_cast<uint32_t>(lim.header_bytes));
-      parser.body_limit(lim.body_bytes);
+      // The route's limit applies once the target is known. (Not boost::none:
+      // Beast 1.74 then refuses every body.)
+      parser.body_limit(std::numeric_limits<std::uint64_t>::max());
       co_await bhttp::async_read_header(stream_, buffer, parser, Redirect(ec));
-      if (ec == bhttp::error::header_limit) {
+      // Beast checks header_limit per read, so a header block can outgrow it
+      // by what one read brought in; measure the block itself as well.
+      if (ec == bhttp::error::header_limit ||
+          (!ec && HeaderBlockSize(parser.get()) > lim.header_bytes)) {
         co_await SendEarlyError(Status::request_header_fields_too_large,
                                 "Request header fields too large");
         break;
