@@ -15,11 +15,14 @@
 
 #include "common/file_util.hpp"
 #include "common/log.hpp"
+#include "common/time_util.hpp"
 #include "server/accounts/accounts.hpp"
 #include "server/accounts/password.hpp"
 #include "server/api/api.hpp"
 #include "server/config.hpp"
 #include "server/http/server.hpp"
+#include "server/machines/registry.hpp"
+#include "server/ws/hub.hpp"
 #include "store/store.hpp"
 
 #ifndef GPUHUB_WEB_ROOT
@@ -34,6 +37,38 @@ namespace {
 int Fail(const std::string& message) {
   spdlog::critical("{}", message);
   return 1;
+}
+
+// `gpuhubd machine ...`: prints results on stdout; the token alone on the last line.
+int RunMachineCommand(machines::MachineRegistry& registry, const server::MachineCommand& cmd) {
+  if (cmd.verb == "list") {
+    for (const auto& m : registry.List()) {
+      std::printf("%s\t%s\t%s\n", m.id.c_str(), m.ip.empty() ? "-" : m.ip.c_str(),
+                  m.last_seen ? FormatIso8601(*m.last_seen).c_str() : "never seen");
+    }
+    return 0;
+  }
+  if (cmd.verb == "remove") {
+    auto s = registry.Remove(cmd.id);
+    if (!s.ok()) return Fail(s.error().message);
+    std::printf("removed machine %s\n", cmd.id.c_str());
+    return 0;
+  }
+  auto token = cmd.verb == "add" ? registry.Add(cmd.id) : registry.RotateToken(cmd.id);
+  if (!token.ok()) return Fail(token.error().message);
+  std::printf("agent token for machine %s (shown once; start its agent with --token-file):\n%s\n",
+              cmd.id.c_str(), token->c_str());
+  return 0;
+}
+
+// Marks machines offline that missed their heartbeats, every half interval.
+void SweepMachines(net::io_context& ioc, machines::MachineRegistry& registry) {
+  auto timer = std::make_shared<net::steady_timer>(ioc, registry.heartbeat() / 2);
+  timer->async_wait([&ioc, &registry, timer](const boost::system::error_code& ec) {
+    if (ec) return;
+    registry.Sweep();
+    SweepMachines(ioc, registry);
+  });
 }
 
 // Waits (polling, bounded) for open connections to finish after Shutdown.
@@ -72,10 +107,14 @@ int main(int argc, char** argv) {
   if (auto s = MakeDirs(data.string()); !s.ok()) return Fail(s.error().message);
   auto store = store::OpenSqliteStore((data / "gpuhub.db").string());
   if (!store.ok()) return Fail(store.error().message);
+  SystemClock clock;
+  auto registry = machines::MachineRegistry::Open(**store, clock, config.heartbeat);
+  if (!registry.ok()) return Fail(registry.error().message);
+  if (invocation->machine) return RunMachineCommand(**registry, *invocation->machine);
+
   auto secret = accounts::LoadOrCreateSecret((data / "jwt-secret").string());
   if (!secret.ok()) return Fail(secret.error().message);
 
-  SystemClock clock;
   accounts::TokenCodec codec(
       std::move(secret).value(), clock,
       std::chrono::duration_cast<std::chrono::seconds>(config.token_lifetime));
@@ -90,13 +129,18 @@ int main(int argc, char** argv) {
       (*accounts)->EnsureAdmin(config.admin_password, (data / "initial-admin-password").string());
   if (!admin.ok()) return Fail(admin.error().message);
 
+  ws::Hub hub(**accounts, **registry);  // before the io_context: sessions refer to it
+  (*registry)->SetListener(
+      [&hub](const std::string& id, bool online) { hub.BroadcastMachine(id, online); });
   net::io_context ioc(config.io_threads);
   net::thread_pool workers(static_cast<size_t>(config.worker_threads));
   http::Router router;
-  api::ApiDeps deps{**accounts, workers, clock, config.photo_bytes, nullptr, clock.Now()};
+  api::ApiDeps deps{**accounts,         **registry, workers,    clock,
+                    config.photo_bytes, nullptr,    clock.Now()};
   api::AddAuthRoutes(router, deps);
   api::AddUserRoutes(router, deps);
   api::AddAdminRoutes(router, deps);
+  api::AddMachineRoutes(router, deps);
   api::AddSystemRoutes(router, deps);
 
   http::HttpServer server(ioc, router,
@@ -104,7 +148,8 @@ int main(int argc, char** argv) {
                            .header_bytes = config.header_bytes,
                            .idle_timeout = config.idle_timeout,
                            .read_timeout = config.read_timeout,
-                           .write_timeout = config.write_timeout});
+                           .write_timeout = config.write_timeout},
+                          &hub);
   deps.server = &server;
   auto host_port = server::SplitHostPort(config.listen);
   boost::system::error_code ec;
@@ -116,11 +161,14 @@ int main(int argc, char** argv) {
   spdlog::info("data dir {}; {} I/O threads, {} workers", config.data_dir, config.io_threads,
                config.worker_threads);
 
+  SweepMachines(ioc, **registry);
+
   net::signal_set signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& error, int signal) {
     if (error) return;
     spdlog::info("shutdown: signal {} received; no longer accepting connections", signal);
     server.Shutdown();
+    hub.CloseAll();
     DrainThenStop(ioc, server, std::chrono::steady_clock::now() + config.shutdown_timeout);
   });
 

@@ -83,8 +83,9 @@ Status ApplyToml(std::string_view text, const std::string& origin, ServerConfig&
     return InvalidArgument(origin + ": " + std::string(e.description()) + " (line " +
                            std::to_string(e.source().begin.line) + ")");
   }
-  static const std::set<std::string> kKnown = {
-      "listen", "data", "web_root", "io_threads", "worker_threads", "log_level", "limits", "auth"};
+  static const std::set<std::string> kKnown = {"listen",     "data",           "web_root",
+                                               "io_threads", "worker_threads", "log_level",
+                                               "limits",     "auth",           "heartbeat"};
   for (const auto& [key, value] : root) {
     if (!kKnown.count(std::string(key.str()))) {
       return InvalidArgument(origin + ": unknown setting " + std::string(key.str()));
@@ -97,6 +98,7 @@ Status ApplyToml(std::string_view text, const std::string& origin, ServerConfig&
   r.Integer("io_threads", c.io_threads, 0, 256);
   r.Integer("worker_threads", c.worker_threads, 0, 256);
   r.String("log_level", c.log_level);
+  r.Duration("heartbeat", c.heartbeat);
   r.Integer("limits.body_bytes", c.body_bytes, 1024, int64_t{1} << 30);
   r.Integer("limits.photo_bytes", c.photo_bytes, 1024, int64_t{1} << 30);
   r.Integer("limits.header_bytes", c.header_bytes, 1024, int64_t{1} << 20);
@@ -145,7 +147,27 @@ Result<Invocation> ParseCommandLine(int argc, const char* const* argv, const cha
   app.add_option("--worker-threads", worker_threads, "worker threads for password hashing")
       ->check(CLI::Range(0, 256));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
+  std::optional<double> heartbeat;
+  app.add_option("--heartbeat", heartbeat, "seconds between agent heartbeats (fractions allowed)")
+      ->check(CLI::Range(0.05, 3600.0));
   app.set_version_flag("--version", "gpuhubd 0.1.0");
+
+  MachineCommand machine;
+  CLI::App* machine_app = app.add_subcommand("machine", "manage machines without a running server");
+  machine_app->require_subcommand(1);
+  for (const char* verb : {"add", "remove", "rotate-token"}) {
+    CLI::App* sub = machine_app->add_subcommand(
+        verb, std::string(verb) == "add"      ? "register a machine; prints its agent token"
+              : std::string(verb) == "remove" ? "remove a machine"
+                                              : "replace a machine's agent token");
+    sub->add_option("id", machine.id, "machine id")->required();
+    sub->callback([&machine, verb] { machine.verb = verb; });
+    sub->fallthrough();
+  }
+  machine_app->add_subcommand("list", "list machines")
+      ->callback([&machine] { machine.verb = "list"; })
+      ->fallthrough();
+  machine_app->fallthrough();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -169,6 +191,10 @@ Result<Invocation> ParseCommandLine(int argc, const char* const* argv, const cha
   if (io_threads) c.io_threads = *io_threads;
   if (worker_threads) c.worker_threads = *worker_threads;
   if (log_level) c.log_level = *log_level;
+  if (heartbeat) {
+    c.heartbeat = std::chrono::milliseconds(static_cast<int64_t>(*heartbeat * 1000));
+  }
+  if (!machine.verb.empty()) inv.machine = machine;
   if (auto r = SplitHostPort(c.listen); !r.ok()) return r.error();
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   if (c.io_threads == 0) c.io_threads = static_cast<int>(cores);

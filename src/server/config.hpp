@@ -30,7 +30,17 @@ struct ServerConfig {
   int login_max_failures = 10;
   std::chrono::milliseconds login_window = std::chrono::seconds(60);
 
+  // Agents send a heartbeat this often; a machine is offline after 3 missed.
+  std::chrono::milliseconds heartbeat = std::chrono::seconds(5);
+
   std::optional<std::string> admin_password;  // from GPUHUB_ADMIN_PASSWORD
+};
+
+// `gpuhubd machine add|list|remove|rotate-token [ID]`: manage machines in the
+// data dir without a running server.
+struct MachineCommand {
+  std::string verb;  // "add", "list", "remove" or "rotate-token"
+  std::string id;    // empty for "list"
 };
 
 // What the command line asked for: run the server, or print help/version and
@@ -38,6 +48,7 @@ struct ServerConfig {
 struct Invocation {
   ServerConfig config;
   std::optional<int> exit_now;
+  std::optional<MachineCommand> machine;  // set: run this command instead of the server
 };
 
 // Parses flags and the --config file. Usage errors come back as

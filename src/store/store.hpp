@@ -42,6 +42,17 @@ struct User {
   bool operator==(const User&) const = default;
 };
 
+// A GPU machine registered by an admin. Its agent authenticates with a token
+// of which only the hash is kept.
+struct Machine {
+  std::string id;
+  std::string token_hash;
+  TimePoint created_at{};
+  std::optional<TimePoint> last_seen;  // last time its agent was connected
+  std::string ip;                      // last known address; empty if never seen
+  bool operator==(const Machine&) const = default;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -70,6 +81,18 @@ class Store {
   // Forgets revoked tokens that expired at or before `now` (they fail as
   // expired anyway).
   virtual Status PruneRevokedTokens(TimePoint now) = 0;
+
+  // Inserts the machine. kConflict "Machine already exists" for a taken id.
+  virtual Status CreateMachine(const Machine& machine) = 0;
+
+  // Every machine, ordered by id.
+  virtual Result<std::vector<Machine>> ListMachines() = 0;
+
+  // kNotFound "Machine not found" for an unknown id.
+  virtual Status DeleteMachine(const std::string& id) = 0;
+  virtual Status SetMachineToken(const std::string& id, const std::string& token_hash) = 0;
+  virtual Status SetMachineSeen(const std::string& id, TimePoint last_seen,
+                                const std::string& ip) = 0;
 };
 
 // Opens (creating if needed) the SQLite database at `path` in WAL mode and

@@ -13,11 +13,13 @@
 #include "server/accounts/accounts.hpp"
 #include "server/http/router.hpp"
 #include "server/http/server.hpp"
+#include "server/machines/registry.hpp"
 
 namespace gpuhub::api {
 
 struct ApiDeps {
   accounts::Accounts& accounts;
+  machines::MachineRegistry& machines;
   boost::asio::thread_pool& pool;
   const Clock& clock;
   size_t photo_bytes = 2 << 20;  // set_photo's whole-body limit
@@ -26,9 +28,10 @@ struct ApiDeps {
   TimePoint started_at{};
 };
 
-void AddAuthRoutes(http::Router& router, const ApiDeps& deps);    // /api/auth/*
-void AddUserRoutes(http::Router& router, const ApiDeps& deps);    // /api/user/*
-void AddAdminRoutes(http::Router& router, const ApiDeps& deps);   // /api/admin/users*
-void AddSystemRoutes(http::Router& router, const ApiDeps& deps);  // /healthz, /metrics
+void AddAuthRoutes(http::Router& router, const ApiDeps& deps);     // /api/auth/*
+void AddUserRoutes(http::Router& router, const ApiDeps& deps);     // /api/user/*
+void AddAdminRoutes(http::Router& router, const ApiDeps& deps);    // /api/admin/users*
+void AddMachineRoutes(http::Router& router, const ApiDeps& deps);  // machines, admin/machines
+void AddSystemRoutes(http::Router& router, const ApiDeps& deps);   // /healthz, /metrics
 
 }  // namespace gpuhub::api

@@ -217,4 +217,12 @@ Result<ResetPasswordRequest> DecodeResetPassword(std::string_view body) {
   return ResetPasswordRequest{std::move(pw).value()};
 }
 
+Result<AddMachineRequest> DecodeAddMachine(std::string_view body) {
+  auto j = ParseObject(body, {"id"});
+  if (!j.ok()) return j.error();
+  auto id = RequiredString(*j, "id");
+  if (!id.ok()) return id.error();
+  return AddMachineRequest{std::move(id).value()};
+}
+
 }  // namespace gpuhub::api

@@ -35,11 +35,17 @@ struct ResetPasswordRequest {
   std::string password;
 };
 
+struct AddMachineRequest {
+  std::string id;
+};
+
 Result<LoginRequest> DecodeLogin(std::string_view body);
 Result<RegisterRequest> DecodeRegister(std::string_view body);
 Result<ProfileRequest> DecodeProfile(std::string_view body);
 Result<SetPasswordRequest> DecodeSetPassword(std::string_view body);
 Result<ResetPasswordRequest> DecodeResetPassword(std::string_view body);
+// The id's rule is MachineRegistry's (ValidateMachineId).
+Result<AddMachineRequest> DecodeAddMachine(std::string_view body);
 
 // Field rules. Each returns Ok or InvalidArgument naming the field.
 Status ValidateAccount(std::string_view account);  // 1-32 of [a-z0-9_.-], a letter first

@@ -11,6 +11,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 #include <limits>
 
 namespace gpuhub::http {
@@ -119,6 +120,12 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
       }
       Request request = parser.release();
       ++shared_->stats.requests_total;
+      if (shared_->upgrader && boost::beast::websocket::is_upgrade(request) &&
+          shared_->upgrader->Accepts(SplitTarget(Sv(request.target())).first)) {
+        stream_.expires_never();
+        shared_->upgrader->Upgrade(std::move(stream_), std::move(request));
+        co_return;
+      }
       Response response = co_await shared_->router.Dispatch(request);
       bool keep_alive = request.keep_alive() && !stop_requested_;
       if (!co_await Write(std::move(response), request.version(), keep_alive) || !keep_alive) {
@@ -163,8 +170,9 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
   bool stop_requested_ = false;  // both only touched on the strand
 };
 
-HttpServer::HttpServer(net::io_context& ioc, const Router& router, ServerLimits limits)
-    : ioc_(ioc), acceptor_(ioc), shared_(std::make_shared<Shared>(router, limits)) {}
+HttpServer::HttpServer(net::io_context& ioc, const Router& router, ServerLimits limits,
+                       Upgrader* upgrader)
+    : ioc_(ioc), acceptor_(ioc), shared_(std::make_shared<Shared>(router, limits, upgrader)) {}
 
 HttpServer::~HttpServer() = default;
 

@@ -44,9 +44,21 @@ struct ServerStats {
   std::atomic<uint64_t> responses_5xx{0};
 };
 
+// Takes over connections that ask for a WebSocket upgrade on a path it
+// accepts. Implementations are thread-safe.
+class Upgrader {
+ public:
+  virtual ~Upgrader() = default;
+  virtual bool Accepts(std::string_view path) const = 0;
+  // Owns the connection from now on; `request` is the upgrade request.
+  virtual void Upgrade(boost::beast::tcp_stream stream, Request request) = 0;
+};
+
 class HttpServer {
  public:
-  HttpServer(boost::asio::io_context& ioc, const Router& router, ServerLimits limits);
+  // `upgrader` may be null (no WebSockets); it must outlive the server.
+  HttpServer(boost::asio::io_context& ioc, const Router& router, ServerLimits limits,
+             Upgrader* upgrader = nullptr);
   ~HttpServer();
 
   // Binds (with SO_REUSEADDR) and starts accepting. Returns the bound
@@ -67,9 +79,10 @@ class HttpServer {
   // What connections share with the server. Held by shared_ptr so that a
   // connection destroyed late (with the io_context) touches no dead server.
   struct Shared {
-    Shared(const Router& r, ServerLimits l) : router(r), limits(l) {}
+    Shared(const Router& r, ServerLimits l, Upgrader* u) : router(r), limits(l), upgrader(u) {}
     const Router& router;
     const ServerLimits limits;
+    Upgrader* const upgrader;
     ServerStats stats;
     std::atomic<bool> stopping{false};
     std::mutex mu;

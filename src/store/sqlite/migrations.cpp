@@ -30,6 +30,15 @@ CREATE TABLE revoked_tokens (
 );
 CREATE INDEX revoked_tokens_expires_at ON revoked_tokens (expires_at);
 )sql"},
+    Migration{2, R"sql(
+CREATE TABLE machines (
+  id         TEXT PRIMARY KEY,
+  token_hash TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL,
+  last_seen  INTEGER,
+  ip         TEXT NOT NULL DEFAULT ''
+);
+)sql"},
 };
 
 Status Fail(sqlite3* db, std::string_view what) {

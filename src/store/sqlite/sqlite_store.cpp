@@ -141,6 +141,13 @@ Result<Statements> PrepareAll(sqlite3* db) {
       {&s.list_revoked_tokens,
        "SELECT jti FROM revoked_tokens WHERE expires_at > ? ORDER BY expires_at, jti"},
       {&s.prune_revoked_tokens, "DELETE FROM revoked_tokens WHERE expires_at <= ?"},
+      {&s.create_machine,
+       "INSERT INTO machines (id, token_hash, created_at, last_seen, ip) VALUES (?, ?, ?, ?, ?)"},
+      {&s.list_machines,
+       "SELECT id, token_hash, created_at, last_seen, ip FROM machines ORDER BY id"},
+      {&s.delete_machine, "DELETE FROM machines WHERE id = ?"},
+      {&s.set_machine_token, "UPDATE machines SET token_hash = ? WHERE id = ?"},
+      {&s.set_machine_seen, "UPDATE machines SET last_seen = ?, ip = ? WHERE id = ?"},
   };
   for (const Entry& e : entries) {
     Result<StmtPtr> stmt = Prepare(db, e.sql);
@@ -289,6 +296,85 @@ Status SqliteStore::PruneRevokedTokens(TimePoint now) {
   }
   if (sqlite3_step(stmt) != SQLITE_DONE) return DbError(db_.get(), "prune revoked tokens");
   return Status::Ok();
+}
+
+Status SqliteStore::CreateMachine(const Machine& m) {
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* stmt = stmts_.create_machine.get();
+  ScopedReset reset(stmt);
+  int rc = BindText(stmt, 1, m.id);
+  if (rc == SQLITE_OK) rc = BindText(stmt, 2, m.token_hash);
+  if (rc == SQLITE_OK) rc = sqlite3_bind_int64(stmt, 3, ToUnixSeconds(m.created_at));
+  if (rc == SQLITE_OK) {
+    rc = m.last_seen ? sqlite3_bind_int64(stmt, 4, ToUnixSeconds(*m.last_seen))
+                     : sqlite3_bind_null(stmt, 4);
+  }
+  if (rc == SQLITE_OK) rc = BindText(stmt, 5, m.ip);
+  if (rc != SQLITE_OK) return DbError(db_.get(), "create machine");
+  if (sqlite3_step(stmt) != SQLITE_DONE) {
+    if (sqlite3_extended_errcode(db_.get()) == SQLITE_CONSTRAINT_PRIMARYKEY) {
+      return Conflict("Machine already exists");
+    }
+    return DbError(db_.get(), "create machine");
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<Machine>> SqliteStore::ListMachines() {
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* stmt = stmts_.list_machines.get();
+  ScopedReset reset(stmt);
+  std::vector<Machine> machines;
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    Machine m;
+    m.id = ColumnText(stmt, 0);
+    m.token_hash = ColumnText(stmt, 1);
+    m.created_at = FromUnixSeconds(sqlite3_column_int64(stmt, 2));
+    if (sqlite3_column_type(stmt, 3) != SQLITE_NULL) {
+      m.last_seen = FromUnixSeconds(sqlite3_column_int64(stmt, 3));
+    }
+    m.ip = ColumnText(stmt, 4);
+    machines.push_back(std::move(m));
+  }
+  if (rc != SQLITE_DONE) return DbError(db_.get(), "list machines");
+  return machines;
+}
+
+Status SqliteStore::StepMachineChange(sqlite3_stmt* stmt, std::string_view what) {
+  if (sqlite3_step(stmt) != SQLITE_DONE) return DbError(db_.get(), what);
+  if (sqlite3_changes(db_.get()) == 0) return NotFound("Machine not found");
+  return Status::Ok();
+}
+
+Status SqliteStore::DeleteMachine(const std::string& id) {
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* stmt = stmts_.delete_machine.get();
+  ScopedReset reset(stmt);
+  if (BindText(stmt, 1, id) != SQLITE_OK) return DbError(db_.get(), "delete machine");
+  return StepMachineChange(stmt, "delete machine");
+}
+
+Status SqliteStore::SetMachineToken(const std::string& id, const std::string& token_hash) {
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* stmt = stmts_.set_machine_token.get();
+  ScopedReset reset(stmt);
+  if (BindText(stmt, 1, token_hash) != SQLITE_OK || BindText(stmt, 2, id) != SQLITE_OK) {
+    return DbError(db_.get(), "set machine token");
+  }
+  return StepMachineChange(stmt, "set machine token");
+}
+
+Status SqliteStore::SetMachineSeen(const std::string& id, TimePoint last_seen,
+                                   const std::string& ip) {
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* stmt = stmts_.set_machine_seen.get();
+  ScopedReset reset(stmt);
+  if (sqlite3_bind_int64(stmt, 1, ToUnixSeconds(last_seen)) != SQLITE_OK ||
+      BindText(stmt, 2, ip) != SQLITE_OK || BindText(stmt, 3, id) != SQLITE_OK) {
+    return DbError(db_.get(), "set machine seen");
+  }
+  return StepMachineChange(stmt, "set machine seen");
 }
 
 }  // namespace gpuhub::store::sqlite

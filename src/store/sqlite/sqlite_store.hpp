@@ -39,6 +39,11 @@ struct Statements {
   StmtPtr revoke_token;
   StmtPtr list_revoked_tokens;
   StmtPtr prune_revoked_tokens;
+  StmtPtr create_machine;
+  StmtPtr list_machines;
+  StmtPtr delete_machine;
+  StmtPtr set_machine_token;
+  StmtPtr set_machine_seen;
 };
 
 class SqliteStore final : public Store {
@@ -57,8 +62,16 @@ class SqliteStore final : public Store {
   Status RevokeToken(const std::string& jti, TimePoint expires_at) override;
   Result<std::vector<std::string>> ListRevokedTokens(TimePoint now) override;
   Status PruneRevokedTokens(TimePoint now) override;
+  Status CreateMachine(const Machine& machine) override;
+  Result<std::vector<Machine>> ListMachines() override;
+  Status DeleteMachine(const std::string& id) override;
+  Status SetMachineToken(const std::string& id, const std::string& token_hash) override;
+  Status SetMachineSeen(const std::string& id, TimePoint last_seen, const std::string& ip) override;
 
  private:
+  // Steps a bound statement that changes at most one machine row.
+  Status StepMachineChange(sqlite3_stmt* stmt, std::string_view what);
+
   std::mutex mu_;
   DbPtr db_;          // declared before stmts_: statements are finalized first
   Statements stmts_;  // guarded by mu_

@@ -267,6 +267,36 @@ TEST_F(SqliteStoreTest, RevokeListPruneTokens) {
   EXPECT_THAT(*live, IsEmpty());
 }
 
+TEST_F(SqliteStoreTest, MachinesRoundTrip) {
+  Machine a{"node-02", "hash-a", FromUnixSeconds(1000), std::nullopt, ""};
+  Machine b{"node-01", "hash-b", FromUnixSeconds(2000), FromUnixSeconds(2500), "10.0.0.5"};
+  ASSERT_TRUE(store_->CreateMachine(a).ok());
+  ASSERT_TRUE(store_->CreateMachine(b).ok());
+  Machine same_id = a;
+  same_id.token_hash = "hash-other";
+  Status dup = store_->CreateMachine(same_id);
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(dup.error().message, "Machine already exists");
+
+  ASSERT_TRUE(store_->SetMachineToken("node-02", "hash-c").ok());
+  ASSERT_TRUE(store_->SetMachineSeen("node-02", FromUnixSeconds(3000), "10.0.0.9").ok());
+  a.token_hash = "hash-c";
+  a.last_seen = FromUnixSeconds(3000);
+  a.ip = "10.0.0.9";
+  Reopen();
+  Result<std::vector<Machine>> machines = store_->ListMachines();
+  ASSERT_TRUE(machines.ok());
+  EXPECT_THAT(*machines, ElementsAre(b, a));  // ordered by id
+
+  EXPECT_EQ(store_->SetMachineToken("nope", "h").error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store_->SetMachineSeen("nope", FromUnixSeconds(1), "").error().code,
+            ErrorCode::kNotFound);
+  ASSERT_TRUE(store_->DeleteMachine("node-01").ok());
+  EXPECT_EQ(store_->DeleteMachine("node-01").error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store_->ListMachines()->size(), 1u);
+}
+
 TEST_F(SqliteStoreTest, ReopenKeepsDataAndDoesNotReapplyMigrations) {
   User u = MakeUser("alice");
   u.email = "a@example.com";

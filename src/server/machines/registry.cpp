@@ -1,0 +1,285 @@
+#include "server/machines/registry.hpp"
+
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "common/time_util.hpp"
+#include "server/accounts/token.hpp"
+
+namespace gpuhub::machines {
+namespace {
+
+constexpr int kMissedHeartbeats = 3;
+constexpr char kMachineNotFound[] = "Machine not found";
+
+std::string NewAgentToken() { return "gpuhub-agent-" + accounts::RandomHex(32); }
+
+}  // namespace
+
+std::string HashAgentToken(std::string_view token) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(token.data(), token.size(), digest, &len, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(len * 2);
+  for (unsigned i = 0; i < len; ++i) {
+    hex.push_back(kHex[digest[i] >> 4]);
+    hex.push_back(kHex[digest[i] & 15]);
+  }
+  return hex;
+}
+
+Status ValidateMachineId(std::string_view id) {
+  auto alnum = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  };
+  bool ok = !id.empty() && id.size() <= 64 && alnum(id[0]) &&
+            std::all_of(id.begin(), id.end(),
+                        [&](char c) { return alnum(c) || c == '.' || c == '_' || c == '-'; });
+  if (ok) return Status::Ok();
+  return InvalidArgument(
+      "id must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or "
+      "digit");
+}
+
+MachineRegistry::MachineRegistry(store::Store& store, const Clock& clock,
+                                 std::chrono::milliseconds heartbeat)
+    : store_(store), clock_(clock), heartbeat_(heartbeat) {}
+
+Result<std::unique_ptr<MachineRegistry>> MachineRegistry::Open(
+    store::Store& store, const Clock& clock, std::chrono::milliseconds heartbeat) {
+  auto machines = store.ListMachines();
+  if (!machines.ok()) return machines.error();
+  std::unique_ptr<MachineRegistry> r(new MachineRegistry(store, clock, heartbeat));
+  for (auto& m : *machines) {
+    r->by_token_[m.token_hash] = m.id;
+    r->machines_[m.id].record = std::move(m);
+  }
+  return r;
+}
+
+void MachineRegistry::SetListener(OnlineListener listener) { listener_ = std::move(listener); }
+
+void MachineRegistry::Notify(const std::string& id, bool online) {
+  spdlog::info("machine {} is {}", id, online ? "online" : "offline");
+  if (listener_) listener_(id, online);
+}
+
+void MachineRegistry::PersistSeen(const std::string& id, TimePoint when, const std::string& ip) {
+  auto s = store_.SetMachineSeen(id, when, ip);
+  if (!s.ok() && s.error().code != ErrorCode::kNotFound) {
+    spdlog::warn("recording when machine {} was seen failed: {}", id, s.error().message);
+  }
+}
+
+Result<std::string> MachineRegistry::Add(const std::string& id) {
+  if (auto s = ValidateMachineId(id); !s.ok()) return s.error();
+  std::string token = NewAgentToken();
+  store::Machine m{id, HashAgentToken(token), clock_.Now(), std::nullopt, ""};
+  m.created_at = FromUnixSeconds(ToUnixSeconds(m.created_at));
+  std::lock_guard lock(mu_);
+  if (machines_.count(id)) return Conflict("Machine already exists");
+  if (auto s = store_.CreateMachine(m); !s.ok()) return s.error();
+  by_token_[m.token_hash] = id;
+  machines_[id].record = std::move(m);
+  ++version_;
+  return token;
+}
+
+Status MachineRegistry::Remove(const std::string& id) {
+  std::function<void()> kick;
+  {
+    std::lock_guard lock(mu_);
+    auto it = machines_.find(id);
+    if (it == machines_.end()) return NotFound(kMachineNotFound);
+    if (auto s = store_.DeleteMachine(id); !s.ok()) return s;
+    by_token_.erase(it->second.record.token_hash);
+    kick = std::move(it->second.kick);
+    machines_.erase(it);
+    ++version_;
+  }
+  if (kick) kick();
+  return Status::Ok();
+}
+
+Result<std::string> MachineRegistry::RotateToken(const std::string& id) {
+  std::string token = NewAgentToken();
+  std::string hash = HashAgentToken(token);
+  std::function<void()> after;
+  {
+    std::lock_guard lock(mu_);
+    auto it = machines_.find(id);
+    if (it == machines_.end()) return NotFound(kMachineNotFound);
+    if (auto s = store_.SetMachineToken(id, hash); !s.ok()) return s.error();
+    by_token_.erase(it->second.record.token_hash);
+    by_token_[hash] = id;
+    it->second.record.token_hash = hash;
+    after = GoOfflineLocked(it->second);
+  }
+  if (after) after();
+  return token;
+}
+
+std::vector<store::Machine> MachineRegistry::List() const {
+  std::lock_guard lock(mu_);
+  std::vector<store::Machine> out;
+  for (const auto& [id, s] : machines_) out.push_back(s.record);
+  return out;
+}
+
+std::optional<std::string> MachineRegistry::MachineForToken(std::string_view token) const {
+  std::string hash = HashAgentToken(token);
+  std::lock_guard lock(mu_);
+  auto it = by_token_.find(hash);
+  if (it == by_token_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::function<void()> MachineRegistry::GoOfflineLocked(State& s) {
+  bool was_online = s.online;
+  s.online = false;
+  s.generation = 0;
+  ++version_;
+  auto kick = std::move(s.kick);
+  s.kick = nullptr;
+  std::string id = s.record.id;
+  TimePoint seen = s.last_heartbeat;
+  std::string ip = s.record.ip;
+  return [this, was_online, kick = std::move(kick), id, seen, ip] {
+    if (kick) kick();
+    if (was_online) {
+      PersistSeen(id, seen, ip);
+      Notify(id, false);
+    }
+  };
+}
+
+Result<uint64_t> MachineRegistry::Connect(const std::string& id, const std::string& peer_ip,
+                                          std::function<void()> kick) {
+  std::function<void()> old_kick;
+  uint64_t generation;
+  bool was_online;
+  TimePoint now = clock_.Now();
+  {
+    std::lock_guard lock(mu_);
+    auto it = machines_.find(id);
+    if (it == machines_.end()) return NotFound(kMachineNotFound);
+    State& s = it->second;
+    old_kick = std::move(s.kick);
+    was_online = s.online;
+    generation = next_generation_++;
+    s.generation = generation;
+    s.kick = std::move(kick);
+    s.online = true;
+    s.last_heartbeat = now;
+    s.peer_ip = peer_ip;
+    s.record.last_seen = now;
+    if (s.record.ip.empty()) s.record.ip = peer_ip;
+    ++version_;
+  }
+  if (old_kick) old_kick();
+  PersistSeen(id, now, peer_ip);
+  if (!was_online) Notify(id, true);
+  return generation;
+}
+
+Status MachineRegistry::Report(const std::string& id, uint64_t generation,
+                               proto::Inventory inventory) {
+  std::lock_guard lock(mu_);
+  auto it = machines_.find(id);
+  if (it == machines_.end() || it->second.generation != generation) {
+    return NotFound("Connection replaced");
+  }
+  State& s = it->second;
+  s.record.ip = inventory.ip.empty() ? s.peer_ip : inventory.ip;
+  s.inventory = std::move(inventory);
+  s.last_heartbeat = clock_.Now();
+  s.record.last_seen = s.last_heartbeat;
+  ++version_;
+  return Status::Ok();
+}
+
+Status MachineRegistry::Heartbeat(const std::string& id, uint64_t generation,
+                                  const nlohmann::json& diff) {
+  std::lock_guard lock(mu_);
+  auto it = machines_.find(id);
+  if (it == machines_.end() || it->second.generation != generation) {
+    return NotFound("Connection replaced");
+  }
+  State& s = it->second;
+  if (!diff.empty()) {
+    if (!s.inventory) return InvalidArgument("heartbeat with changes before any inventory");
+    if (auto st = proto::ApplyDiff(*s.inventory, diff); !st.ok()) return st;
+    if (!s.inventory->ip.empty()) s.record.ip = s.inventory->ip;
+  }
+  s.last_heartbeat = clock_.Now();
+  s.record.last_seen = s.last_heartbeat;
+  ++version_;
+  return Status::Ok();
+}
+
+void MachineRegistry::Disconnect(const std::string& id, uint64_t generation) {
+  std::function<void()> after;
+  {
+    std::lock_guard lock(mu_);
+    auto it = machines_.find(id);
+    if (it == machines_.end() || it->second.generation != generation) return;
+    after = GoOfflineLocked(it->second);
+  }
+  after();
+}
+
+void MachineRegistry::Sweep() {
+  std::vector<std::function<void()>> after;
+  TimePoint cutoff = clock_.Now() - kMissedHeartbeats * heartbeat_;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, s] : machines_) {
+      if (s.online && s.last_heartbeat < cutoff) after.push_back(GoOfflineLocked(s));
+    }
+  }
+  for (auto& f : after) f();
+}
+
+std::shared_ptr<const std::string> MachineRegistry::InfoJson() const {
+  std::lock_guard cache_lock(cache_mu_);
+  std::lock_guard lock(mu_);
+  if (cache_ && cache_version_ == version_) return cache_;
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [id, s] : machines_) {
+    nlohmann::json m = {
+        {"id", id},
+        {"ip", s.record.ip},
+        {"online", s.online},
+        {"last_seen", s.record.last_seen ? nlohmann::json(FormatIso8601(*s.record.last_seen))
+                                         : nlohmann::json(nullptr)},
+        {"gpu", nlohmann::json::array()},
+        {"cpu", nullptr},
+        {"memory", nullptr},
+        {"disk", nullptr}};
+    if (s.inventory) {
+      nlohmann::json inv = proto::ToJson(*s.inventory);
+      for (auto& g : inv["gpu"]) {
+        g.erase("processes");
+        g["task_id"] = nullptr;  // set once leases exist
+        g["account"] = nullptr;
+      }
+      m["hostname"] = inv["hostname"];
+      m["gpu"] = std::move(inv["gpu"]);
+      m["cpu"] = std::move(inv["cpu"]);
+      m["memory"] = std::move(inv["memory"]);
+      m["disk"] = std::move(inv["disk"]);
+    }
+    out.push_back(std::move(m));
+  }
+  cache_ = std::make_shared<const std::string>(
+      out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  cache_version_ = version_;
+  return cache_;
+}
+
+}  // namespace gpuhub::machines

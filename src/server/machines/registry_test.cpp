@@ -1,0 +1,157 @@
+#include "server/machines/registry.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+namespace gpuhub::machines {
+namespace {
+
+using std::chrono::seconds;
+
+class RegistryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/gpuhub-registry-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    Reopen();
+  }
+  void TearDown() override {
+    registry_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Reopen() {
+    registry_.reset();
+    store_.reset();
+    store_ = std::move(store::OpenSqliteStore((dir_ / "db").string())).value();
+    registry_ = std::move(MachineRegistry::Open(*store_, clock_, seconds(5))).value();
+    registry_->SetListener([this](const std::string& id, bool online) {
+      events_.push_back(id + (online ? ":on" : ":off"));
+    });
+  }
+  nlohmann::json Info() { return nlohmann::json::parse(*registry_->InfoJson()); }
+  static proto::Inventory Inv(int64_t mem_used) {
+    proto::Inventory inv;
+    inv.hostname = "host";
+    inv.gpus.push_back({0, "GPU-0", "Test GPU", 1000, mem_used, 5, 40, {}});
+    inv.cpu = {"cpu", 8, 1.5};
+    inv.memory = {100, 50};
+    inv.disk = {10, 5};
+    return inv;
+  }
+
+  std::filesystem::path dir_;
+  ManualClock clock_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<MachineRegistry> registry_;
+  std::vector<std::string> events_;
+};
+
+TEST_F(RegistryTest, TokensAreSecretHashedAndRotated) {
+  auto token = registry_->Add("node-01");
+  ASSERT_TRUE(token.ok());
+  EXPECT_EQ(registry_->MachineForToken(*token), "node-01");
+  EXPECT_EQ(registry_->MachineForToken("gpuhub-agent-wrong"), std::nullopt);
+  EXPECT_NE(registry_->List()[0].token_hash, *token);
+  EXPECT_EQ(registry_->List()[0].token_hash, HashAgentToken(*token));
+  EXPECT_EQ(registry_->Add("node-01").error().code, ErrorCode::kConflict);
+  EXPECT_EQ(registry_->Add("bad id").error().code, ErrorCode::kInvalidArgument);
+
+  auto rotated = registry_->RotateToken("node-01");
+  ASSERT_TRUE(rotated.ok());
+  EXPECT_EQ(registry_->MachineForToken(*token), std::nullopt);
+  Reopen();
+  EXPECT_EQ(registry_->MachineForToken(*rotated), "node-01");
+  EXPECT_EQ(registry_->RotateToken("nope").error().code, ErrorCode::kNotFound);
+}
+
+TEST_F(RegistryTest, NeverConnectedMachineIsListedOffline) {
+  ASSERT_TRUE(registry_->Add("b").ok());
+  ASSERT_TRUE(registry_->Add("a").ok());
+  auto info = Info();
+  ASSERT_EQ(info.size(), 2u);
+  EXPECT_EQ(info[0]["id"], "a");  // sorted by id
+  EXPECT_EQ(info[0]["online"], false);
+  EXPECT_TRUE(info[0]["gpu"].empty());
+  EXPECT_TRUE(info[0]["last_seen"].is_null());
+}
+
+TEST_F(RegistryTest, OnlineUntilThreeHeartbeatsAreMissed) {
+  ASSERT_TRUE(registry_->Add("n").ok());
+  int kicks = 0;
+  auto gen = registry_->Connect("n", "10.1.1.1", [&] { ++kicks; });
+  ASSERT_TRUE(gen.ok());
+  ASSERT_TRUE(registry_->Report("n", *gen, Inv(10)).ok());
+  auto info = Info();
+  EXPECT_EQ(info[0]["online"], true);
+  EXPECT_EQ(info[0]["ip"], "10.1.1.1");
+  EXPECT_EQ(info[0]["gpu"][0]["memory_used"], 10);
+  EXPECT_TRUE(info[0]["gpu"][0]["task_id"].is_null());
+
+  clock_.Advance(seconds(14));
+  registry_->Sweep();
+  EXPECT_EQ(Info()[0]["online"], true);
+  ASSERT_TRUE(registry_->Heartbeat("n", *gen, proto::Diff(Inv(10), Inv(20))).ok());
+  EXPECT_EQ(Info()[0]["gpu"][0]["memory_used"], 20);
+  clock_.Advance(seconds(15));
+  registry_->Sweep();
+  EXPECT_EQ(Info()[0]["online"], true);
+  clock_.Advance(seconds(1));
+  registry_->Sweep();
+  EXPECT_EQ(Info()[0]["online"], false);
+  EXPECT_EQ(kicks, 1);
+  EXPECT_EQ(events_, (std::vector<std::string>{"n:on", "n:off"}));
+  // The stale connection can no longer report.
+  EXPECT_EQ(registry_->Heartbeat("n", *gen, nlohmann::json::object()).error().code,
+            ErrorCode::kNotFound);
+}
+
+TEST_F(RegistryTest, SecondConnectionReplacesTheFirst) {
+  ASSERT_TRUE(registry_->Add("n").ok());
+  int first_kicked = 0;
+  auto first = registry_->Connect("n", "1.1.1.1", [&] { ++first_kicked; });
+  auto second = registry_->Connect("n", "2.2.2.2", [] {});
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first_kicked, 1);
+  registry_->Disconnect("n", *first);  // the old one ending changes nothing
+  EXPECT_EQ(Info()[0]["online"], true);
+  registry_->Disconnect("n", *second);
+  EXPECT_EQ(Info()[0]["online"], false);
+  EXPECT_EQ(events_, (std::vector<std::string>{"n:on", "n:off"}));
+}
+
+TEST_F(RegistryTest, RemoveClosesTheConnectionAndLastSeenIsKept) {
+  ASSERT_TRUE(registry_->Add("gone").ok());
+  ASSERT_TRUE(registry_->Add("kept").ok());
+  int kicked = 0;
+  auto gen = registry_->Connect("gone", "1.1.1.1", [&] { ++kicked; });
+  ASSERT_TRUE(registry_->Remove("gone").ok());
+  EXPECT_EQ(kicked, 1);
+  EXPECT_EQ(registry_->Report("gone", *gen, Inv(1)).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(registry_->Remove("gone").error().code, ErrorCode::kNotFound);
+
+  auto kept = registry_->Connect("kept", "3.3.3.3", [] {});
+  registry_->Disconnect("kept", *kept);
+  Reopen();
+  auto info = Info();
+  ASSERT_EQ(info.size(), 1u);
+  EXPECT_EQ(info[0]["ip"], "3.3.3.3");
+  EXPECT_FALSE(info[0]["last_seen"].is_null());
+}
+
+TEST_F(RegistryTest, MalformedHeartbeatIsRefusedWithoutChange) {
+  ASSERT_TRUE(registry_->Add("n").ok());
+  auto gen = registry_->Connect("n", "1.1.1.1", [] {});
+  EXPECT_EQ(registry_->Heartbeat("n", *gen, {{"cpu", 5}}).error().code,
+            ErrorCode::kInvalidArgument);  // no inventory yet
+  ASSERT_TRUE(registry_->Report("n", *gen, Inv(10)).ok());
+  EXPECT_EQ(registry_->Heartbeat("n", *gen, {{"gpu", "nope"}}).error().code,
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(Info()[0]["gpu"][0]["memory_used"], 10);
+}
+
+}  // namespace
+}  // namespace gpuhub::machines
