@@ -1,0 +1,117 @@
+#include "agent/config.hpp"
+
+#include <toml++/toml.h>
+
+#include <CLI/CLI.hpp>
+#include <set>
+#include <sstream>
+
+#include "common/file_util.hpp"
+#include "common/time_util.hpp"
+
+namespace gpuhub::agent {
+namespace {
+
+Status ApplyToml(const std::string& path, AgentConfig& c) {
+  auto text = ReadFile(path, 1 << 20);
+  if (!text.ok()) return InvalidArgument("cannot read config file: " + text.error().message);
+  toml::table root;
+  try {  // this toml++ build reports syntax errors by exception only
+    root = toml::parse(*text, path);
+  } catch (const toml::parse_error& e) {
+    return InvalidArgument(path + ": " + std::string(e.description()));
+  }
+  static const std::set<std::string> kStrings = {"server",    "token",     "token_file",
+                                                 "disk_path", "fake_gpus", "docker_host",
+                                                 "log_level", "heartbeat"};
+  for (const auto& [key, node] : root) {
+    std::string k(key.str());
+    if (!kStrings.count(k)) return InvalidArgument(path + ": unknown setting " + k);
+    if (k == "heartbeat") {
+      if (auto n = node.value<double>(); n && (node.is_number()) && *n > 0) {
+        c.heartbeat = std::chrono::milliseconds(static_cast<int64_t>(*n * 1000));
+        continue;
+      }
+      auto d = node.value<std::string>()
+                   ? ParseDuration(*node.value<std::string>(), std::chrono::seconds(1))
+                   : Result<std::chrono::milliseconds>(InvalidArgument(""));
+      if (!d.ok() || d->count() <= 0) {
+        return InvalidArgument(path + ": heartbeat must be a positive number of seconds");
+      }
+      c.heartbeat = *d;
+      continue;
+    }
+    auto v = node.value<std::string>();
+    if (!v) return InvalidArgument(path + ": " + k + " must be a string");
+    if (k == "server") c.server = *v;
+    if (k == "token") c.token = *v;
+    if (k == "token_file") c.token_file = *v;
+    if (k == "disk_path") c.disk_path = *v;
+    if (k == "fake_gpus") c.fake_gpus = *v;
+    if (k == "docker_host") c.docker_host = *v;
+    if (k == "log_level") c.log_level = *v;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<AgentInvocation> ParseAgentCommandLine(int argc, const char* const* argv) {
+  AgentInvocation inv;
+  AgentConfig& c = inv.config;
+  CLI::App app{"gpuhub-agent: reports this GPU machine to gpuhubd and runs its work",
+               "gpuhub-agent"};
+  std::string config_file;
+  std::optional<std::string> server, token, token_file, disk_path, fake_gpus, docker_host,
+      log_level;
+  std::optional<double> heartbeat;
+  app.add_option("--config", config_file, "TOML settings file");
+  app.add_option("--server", server, "server URL, ws://HOST:PORT or wss://HOST:PORT");
+  app.add_option("--token", token, "agent token (prefer --token-file: flags are visible in ps)");
+  app.add_option("--token-file", token_file, "file holding the agent token");
+  app.add_option("--heartbeat", heartbeat, "seconds between heartbeats (fractions allowed)")
+      ->check(CLI::Range(0.05, 3600.0));
+  app.add_option("--disk-path", disk_path, "file system whose usage is reported");
+  app.add_option("--fake-gpus", fake_gpus, "JSON file of simulated GPUs (tests, demos)");
+  app.add_option("--docker-host", docker_host, "Docker Engine API socket, unix:///PATH");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
+  app.set_version_flag("--version", "gpuhub-agent 0.1.0");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::ostringstream out, err;
+    int code = app.exit(e, out, err);
+    if (code == 0) {
+      std::fputs(out.str().c_str(), stdout);
+      inv.exit_now = 0;
+      return inv;
+    }
+    return InvalidArgument(err.str());
+  }
+  if (!config_file.empty()) {
+    if (auto s = ApplyToml(config_file, c); !s.ok()) return s.error();
+  }
+  if (server) c.server = *server;
+  if (token) c.token = *token;
+  if (token_file) c.token_file = *token_file;
+  if (heartbeat) c.heartbeat = std::chrono::milliseconds(static_cast<int64_t>(*heartbeat * 1000));
+  if (disk_path) c.disk_path = *disk_path;
+  if (fake_gpus) c.fake_gpus = *fake_gpus;
+  if (docker_host) c.docker_host = *docker_host;
+  if (log_level) c.log_level = *log_level;
+  if (c.token.empty() && !c.token_file.empty()) {
+    auto text = ReadFile(c.token_file, 4096);
+    if (!text.ok()) return InvalidArgument("cannot read token file: " + text.error().message);
+    std::string t = *text;
+    while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) t.pop_back();
+    c.token = t;
+  }
+  if (c.token.empty())
+    return InvalidArgument("an agent token is required: --token-file or --token");
+  if (!c.docker_host.empty() && !c.docker_host.starts_with("unix://")) {
+    return InvalidArgument("--docker-host must be unix:///PATH");
+  }
+  return inv;
+}
+
+}  // namespace gpuhub::agent

@@ -1,0 +1,266 @@
+#include "agent/link/link.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <charconv>
+#include <nlohmann/json.hpp>
+#include <random>
+
+namespace gpuhub::agent {
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using nlohmann::json;
+using tcp = net::ip::tcp;
+
+namespace {
+
+constexpr auto kConnectTimeout = std::chrono::seconds(10);
+
+auto Redirect(beast::error_code& ec) { return net::redirect_error(net::use_awaitable, ec); }
+
+Error LinkError(std::string_view what, const beast::error_code& ec) {
+  return {ErrorCode::kUnavailable, std::string(what) + ": " + ec.message()};
+}
+
+// Messages and logging live outside the coroutine template: GCC 12 fails on
+// braced JSON initializers with string literals inside it.
+json Message(std::string_view type, json data) {
+  return {{"type", type}, {"data", std::move(data)}};
+}
+json AuthMessage(const LinkOptions& o) {
+  return Message("auth", {{"token", o.token},
+                          {"version", std::to_string(kProtocolVersion)},
+                          {"agent", o.agent_version}});
+}
+json HeartbeatData(const proto::Inventory& before, const proto::Inventory& now) {
+  return {{"changes", proto::Diff(before, now)}};
+}
+
+// Logging lives outside the coroutine template: GCC 12 fails on string
+// literals passed to spdlog inside it ("array used as initializer").
+// Ok (and logged) when the server accepted the agent; else its reason.
+Status CheckAuthReply(const ServerUrl& s, const std::string& text) {
+  json reply = json::parse(text, nullptr, false);
+  const json* data = reply.is_object() && reply.contains("data") && reply["data"].is_object()
+                         ? &reply["data"]
+                         : nullptr;
+  if (!data || reply.value("type", std::string()) != "auth") {
+    std::string why = data ? data->value("message", std::string("no reason given"))
+                           : std::string("unreadable reply");
+    return Error{ErrorCode::kUnauthenticated, "server refused the agent: " + why};
+  }
+  spdlog::info("connected to {}:{} as machine {}", s.host, s.port,
+               data->value("machine_id", std::string("?")));
+  return Status::Ok();
+}
+
+void LogServerMessage(const std::string& text) {
+  json m = json::parse(text, nullptr, false);
+  if (m.is_object() && m.value("type", std::string()) == "error" && m.contains("data") &&
+      m["data"].is_object()) {
+    spdlog::warn("server says: {}", m["data"].value("message", std::string("?")));
+  }
+}
+
+}  // namespace
+
+Result<ServerUrl> ParseServerUrl(std::string_view url) {
+  ServerUrl u;
+  if (url.starts_with("ws://")) {
+    url.remove_prefix(5);
+  } else if (url.starts_with("wss://")) {
+    url.remove_prefix(6);
+    u.tls = true;
+  } else {
+    return InvalidArgument("server URL must start with ws:// or wss://, got \"" + std::string(url) +
+                           "\"");
+  }
+  size_t slash = url.find('/');
+  std::string_view authority = url.substr(0, slash);
+  u.path = slash == std::string_view::npos ? "" : std::string(url.substr(slash));
+  if (u.path.empty() || u.path == "/") u.path = "/ws/agent";
+  std::string_view port;
+  if (authority.starts_with('[')) {  // [v6]:port
+    size_t close = authority.find(']');
+    if (close == std::string_view::npos) return InvalidArgument("server URL: unclosed [ in host");
+    u.host = std::string(authority.substr(1, close - 1));
+    if (close + 1 < authority.size()) {
+      if (authority[close + 1] != ':') return InvalidArgument("server URL: bad port");
+      port = authority.substr(close + 2);
+    }
+  } else {
+    size_t colon = authority.rfind(':');
+    u.host = std::string(authority.substr(0, colon));
+    if (colon != std::string_view::npos) {
+      port = authority.substr(colon + 1);
+      if (port.empty()) return InvalidArgument("server URL has an empty port");
+    }
+  }
+  if (u.host.empty()) return InvalidArgument("server URL has no host");
+  unsigned value = 0;
+  if (!port.empty()) {
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535) {
+      return InvalidArgument("server URL has a bad port \"" + std::string(port) + "\"");
+    }
+  }
+  u.port = port.empty() ? (u.tls ? "443" : "80") : std::string(port);
+  return u;
+}
+
+std::chrono::milliseconds Backoff(int attempt, std::chrono::milliseconds initial,
+                                  std::chrono::milliseconds max, double unit) {
+  double base = static_cast<double>(initial.count());
+  for (int i = 0; i < attempt && base < static_cast<double>(max.count()); ++i) base *= 2;
+  base = std::min(base, static_cast<double>(max.count()));
+  return std::chrono::milliseconds(static_cast<int64_t>(base * (0.5 + 0.5 * unit)));
+}
+
+AgentLink::AgentLink(net::io_context& ioc, LinkOptions options,
+                     std::function<proto::Inventory()> sample)
+    : ioc_(ioc), options_(std::move(options)), sample_(std::move(sample)), wait_(ioc) {}
+
+void AgentLink::Start() { net::co_spawn(ioc_, Run(), net::detached); }
+
+void AgentLink::Stop() {
+  net::post(ioc_, [this] {
+    stopping_ = true;
+    wait_.cancel();
+    if (close_current_) close_current_();
+  });
+}
+
+net::awaitable<void> AgentLink::Run() {
+  std::mt19937 rng(std::random_device{}());
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  int attempt = 0;
+  const auto& s = options_.server;
+  while (!stopping_) {
+    Status status;
+    try {
+      tcp::resolver resolver(ioc_);
+      beast::error_code ec;
+      auto endpoints = co_await resolver.async_resolve(s.host, s.port, Redirect(ec));
+      beast::tcp_stream stream(ioc_);
+      if (!ec) {
+        stream.expires_after(kConnectTimeout);
+        co_await stream.async_connect(endpoints, Redirect(ec));
+      }
+      if (ec) {
+        status = LinkError("cannot connect to " + s.host + ":" + s.port, ec);
+      } else if (!s.tls) {
+        websocket::stream<beast::tcp_stream> ws(std::move(stream));
+        status = co_await Converse(ws);
+      } else {
+        net::ssl::context tls(net::ssl::context::tls_client);
+        tls.set_default_verify_paths();
+        tls.set_verify_mode(net::ssl::verify_peer);
+        websocket::stream<beast::ssl_stream<beast::tcp_stream>> ws(std::move(stream), tls);
+        // SNI (SSL_set_tlsext_host_name is a macro with a C cast).
+        SSL_ctrl(ws.next_layer().native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME,
+                 TLSEXT_NAMETYPE_host_name, const_cast<char*>(s.host.c_str()));
+        ws.next_layer().set_verify_callback(net::ssl::host_name_verification(s.host));
+        co_await ws.next_layer().async_handshake(net::ssl::stream_base::client, Redirect(ec));
+        status = ec ? Status(LinkError("TLS handshake with " + s.host, ec)) : co_await Converse(ws);
+      }
+    } catch (const std::exception& e) {
+      status = Internal(e.what());
+    }
+    if (connected_.exchange(false)) attempt = 0;
+    close_current_ = nullptr;
+    if (stopping_) break;
+    auto delay = Backoff(attempt++, options_.backoff_initial, options_.backoff_max, unit(rng));
+    spdlog::warn("server link down ({}); reconnecting in {} ms",
+                 status.ok() ? "closed" : status.error().message, delay.count());
+    wait_.expires_after(delay);
+    beast::error_code ec;
+    co_await wait_.async_wait(Redirect(ec));
+  }
+  spdlog::info("server link stopped");
+}
+
+template <class Ws>
+net::awaitable<Status> AgentLink::Converse(Ws& ws) {
+  const auto& s = options_.server;
+  beast::error_code ec;
+  beast::get_lowest_layer(ws).expires_after(kConnectTimeout);
+  co_await ws.async_handshake(s.host + ":" + s.port, s.path, Redirect(ec));
+  if (ec) co_return LinkError("WebSocket handshake with " + s.host + s.path, ec);
+  close_current_ = [&ws] { beast::get_lowest_layer(ws).close(); };
+
+  auto send = [&ws](const json& message) -> net::awaitable<beast::error_code> {
+    beast::error_code e;
+    std::string text = message.dump(-1, ' ', false, json::error_handler_t::replace);
+    co_await ws.async_write(net::buffer(text), Redirect(e));
+    co_return e;
+  };
+  beast::flat_buffer buffer;
+  if ((ec = co_await send(AuthMessage(options_)))) {
+    co_return LinkError("sending auth", ec);
+  }
+  co_await ws.async_read(buffer, Redirect(ec));  // still under the connect deadline
+  if (ec) co_return LinkError("waiting for the server's auth reply", ec);
+  beast::get_lowest_layer(ws).expires_never();
+  ws.set_option(websocket::stream_base::timeout::suggested(beast::role_type::client));
+  if (auto st = CheckAuthReply(s, beast::buffers_to_string(buffer.data())); !st.ok()) {
+    co_return st;
+  }
+  connected_ = true;
+
+  proto::Inventory last = sample_();
+  if ((ec = co_await send(Message("inventory", proto::ToJson(last))))) {
+    co_return LinkError("sending inventory", ec);
+  }
+
+  // The reader runs beside the heartbeat loop; whichever ends first ends both.
+  bool reader_done = false;
+  Status reader_status;
+  net::steady_timer reader_finished(ioc_, net::steady_timer::time_point::max());
+  net::co_spawn(
+      ioc_,
+      [&]() -> net::awaitable<void> {
+        beast::flat_buffer in;
+        for (;;) {
+          beast::error_code e;
+          in.clear();
+          co_await ws.async_read(in, Redirect(e));
+          if (e) {
+            reader_status = LinkError("connection closed", e);
+            break;
+          }
+          LogServerMessage(beast::buffers_to_string(in.data()));
+        }
+        reader_done = true;
+        wait_.cancel();
+        reader_finished.cancel();
+      },
+      net::detached);
+
+  while (!reader_done && !stopping_) {
+    wait_.expires_after(options_.heartbeat);
+    co_await wait_.async_wait(Redirect(ec));
+    if (reader_done || stopping_) break;
+    proto::Inventory now = sample_();
+    if ((ec = co_await send(Message("heartbeat", HeartbeatData(last, now))))) {
+      break;
+    }
+    last = std::move(now);
+  }
+  beast::get_lowest_layer(ws).close();
+  if (!reader_done) co_await reader_finished.async_wait(Redirect(ec));
+  co_return reader_status;
+}
+
+}  // namespace gpuhub::agent
