@@ -4,23 +4,18 @@
 
 #include <CLI/CLI.hpp>
 #include <set>
-#include <sstream>
 
 #include "common/file_util.hpp"
+#include "common/settings.hpp"
 #include "common/time_util.hpp"
 
 namespace gpuhub::agent {
 namespace {
 
 Status ApplyToml(const std::string& path, AgentConfig& c) {
-  auto text = ReadFile(path, 1 << 20);
-  if (!text.ok()) return InvalidArgument("cannot read config file: " + text.error().message);
-  toml::table root;
-  try {  // this toml++ build reports syntax errors by exception only
-    root = toml::parse(*text, path);
-  } catch (const toml::parse_error& e) {
-    return InvalidArgument(path + ": " + std::string(e.description()));
-  }
+  auto parsed = ReadTomlFile(path);
+  if (!parsed.ok()) return parsed.error();
+  const toml::table& root = *parsed;
   static const std::set<std::string> kStrings = {"server",    "token",     "token_file",
                                                  "disk_path", "fake_gpus", "docker_host",
                                                  "log_level", "heartbeat"};
@@ -76,17 +71,11 @@ Result<AgentInvocation> ParseAgentCommandLine(int argc, const char* const* argv)
   app.add_option("--docker-host", docker_host, "Docker Engine API socket, unix:///PATH");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
   app.set_version_flag("--version", "gpuhub-agent 0.1.0");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    std::ostringstream out, err;
-    int code = app.exit(e, out, err);
-    if (code == 0) {
-      std::fputs(out.str().c_str(), stdout);
-      inv.exit_now = 0;
-      return inv;
-    }
-    return InvalidArgument(err.str());
+  auto exit_now = ParseFlags(app, argc, argv);
+  if (!exit_now.ok()) return exit_now.error();
+  if (*exit_now) {
+    inv.exit_now = **exit_now;
+    return inv;
   }
   if (!config_file.empty()) {
     if (auto s = ApplyToml(config_file, c); !s.ok()) return s.error();

@@ -6,10 +6,10 @@
 #include <charconv>
 #include <cstdlib>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include "common/file_util.hpp"
+#include "common/settings.hpp"
 #include "common/time_util.hpp"
 
 namespace gpuhub::server {
@@ -76,13 +76,9 @@ class TomlReader {
 }  // namespace
 
 Status ApplyToml(std::string_view text, const std::string& origin, ServerConfig& c) {
-  toml::table root;
-  try {  // this toml++ build reports syntax errors by exception only
-    root = toml::parse(text, origin);
-  } catch (const toml::parse_error& e) {
-    return InvalidArgument(origin + ": " + std::string(e.description()) + " (line " +
-                           std::to_string(e.source().begin.line) + ")");
-  }
+  auto parsed = ParseToml(text, origin);
+  if (!parsed.ok()) return parsed.error();
+  const toml::table& root = *parsed;
   static const std::set<std::string> kKnown = {"listen",     "data",           "web_root",
                                                "io_threads", "worker_threads", "log_level",
                                                "limits",     "auth",           "heartbeat"};
@@ -168,22 +164,16 @@ Result<Invocation> ParseCommandLine(int argc, const char* const* argv, const cha
       ->callback([&machine] { machine.verb = "list"; })
       ->fallthrough();
   machine_app->fallthrough();
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    std::ostringstream out, err;
-    int code = app.exit(e, out, err);
-    if (code == 0) {
-      std::fputs(out.str().c_str(), stdout);
-      inv.exit_now = 0;
-      return inv;
-    }
-    return InvalidArgument(err.str());
+  auto exit_now = ParseFlags(app, argc, argv);
+  if (!exit_now.ok()) return exit_now.error();
+  if (*exit_now) {
+    inv.exit_now = **exit_now;
+    return inv;
   }
   if (!config_file.empty()) {
     auto text = ReadFile(config_file, 1 << 20);
     if (!text.ok()) return InvalidArgument("cannot read config file: " + text.error().message);
-    if (auto s = ApplyToml(*text, config_file, c); !s.ok()) return s.error();
+    if (auto st = ApplyToml(*text, config_file, c); !st.ok()) return st.error();
   }
   if (listen) c.listen = *listen;
   if (data) c.data_dir = *data;

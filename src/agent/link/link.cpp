@@ -50,8 +50,11 @@ json HeartbeatData(const proto::Inventory& before, const proto::Inventory& now) 
 
 // Logging lives outside the coroutine template: GCC 12 fails on string
 // literals passed to spdlog inside it ("array used as initializer").
-// Ok (and logged) when the server accepted the agent; else its reason.
-Status CheckAuthReply(const ServerUrl& s, const std::string& text) {
+// The heartbeat interval to use when the server accepted the agent (the
+// configured one, or the server's when that is shorter, so that the server's
+// offline rule never fires on a healthy agent); else the server's reason.
+Result<std::chrono::milliseconds> CheckAuthReply(const ServerUrl& s, const std::string& text,
+                                                 std::chrono::milliseconds configured) {
   json reply = json::parse(text, nullptr, false);
   const json* data = reply.is_object() && reply.contains("data") && reply["data"].is_object()
                          ? &reply["data"]
@@ -61,9 +64,19 @@ Status CheckAuthReply(const ServerUrl& s, const std::string& text) {
                            : std::string("unreadable reply");
     return Error{ErrorCode::kUnauthenticated, "server refused the agent: " + why};
   }
+  auto heartbeat = configured;
+  if (data->contains("heartbeat") && (*data)["heartbeat"].is_number()) {
+    auto server =
+        std::chrono::milliseconds(static_cast<int64_t>((*data)["heartbeat"].get<double>() * 1000));
+    if (server.count() > 0 && server < configured) {
+      spdlog::warn("the server expects a heartbeat every {} ms; using that instead of {} ms",
+                   server.count(), configured.count());
+      heartbeat = server;
+    }
+  }
   spdlog::info("connected to {}:{} as machine {}", s.host, s.port,
                data->value("machine_id", std::string("?")));
-  return Status::Ok();
+  return heartbeat;
 }
 
 void LogServerMessage(const std::string& text) {
@@ -214,9 +227,8 @@ net::awaitable<Status> AgentLink::Converse(Ws& ws) {
   if (ec) co_return LinkError("waiting for the server's auth reply", ec);
   beast::get_lowest_layer(ws).expires_never();
   ws.set_option(websocket::stream_base::timeout::suggested(beast::role_type::client));
-  if (auto st = CheckAuthReply(s, beast::buffers_to_string(buffer.data())); !st.ok()) {
-    co_return st;
-  }
+  auto heartbeat = CheckAuthReply(s, beast::buffers_to_string(buffer.data()), options_.heartbeat);
+  if (!heartbeat.ok()) co_return heartbeat.error();
   connected_ = true;
 
   proto::Inventory last = sample_();
@@ -249,7 +261,7 @@ net::awaitable<Status> AgentLink::Converse(Ws& ws) {
       net::detached);
 
   while (!reader_done && !stopping_) {
-    wait_.expires_after(options_.heartbeat);
+    wait_.expires_after(*heartbeat);
     co_await wait_.async_wait(Redirect(ec));
     if (reader_done || stopping_) break;
     proto::Inventory now = sample_();

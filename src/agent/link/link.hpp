@@ -2,7 +2,8 @@
 //
 // Connects out to the server's /ws/agent (ws:// or wss://), authenticates
 // with the agent token and protocol version, sends a full inventory, then a
-// heartbeat every interval carrying only what changed since the last report.
+// heartbeat every interval (the configured one, or the server's if shorter)
+// carrying only what changed since the last report.
 // On any failure it reconnects forever with capped exponential backoff and
 // jitter; a server restart is just another reconnect.
 //
