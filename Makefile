@@ -1,13 +1,17 @@
-# gpuhub: the two set-up commands are `make run` and `make test`.
+# gpuhub: the two set-up commands are `make run` and `make test` (`make demo` for simulated GPUs).
 SHELL := /bin/bash
 # Debian's python has pytest, requests and websocket-client; a pyenv python may not.
 PYTHON := /usr/bin/python3
 FUZZ_SECONDS ?= 20
 
-.PHONY: run test deps build build-debug unit e2e fuzz bench format clean
+.PHONY: run demo test deps build build-debug unit e2e fuzz bench format clean
 
 run: deps build
 	scripts/run-local
+
+# `make run` plus three simulated GPU machines (no GPU needed).
+demo: deps build
+	scripts/run-demo
 
 test: deps build-debug
 	scripts/run-tests

@@ -105,6 +105,16 @@ int main(int argc, char** argv) {
 
   const std::filesystem::path data(config.data_dir);
   if (auto s = MakeDirs(data.string()); !s.ok()) return Fail(s.error().message);
+  // One gpuhubd per data dir; the offline `machine` commands only without it,
+  // since a running server would not see their changes.
+  auto lock = FileLock::Acquire((data / "gpuhubd.lock").string());
+  if (!lock.ok() && lock.error().code == ErrorCode::kConflict) {
+    return Fail(invocation->machine
+                    ? "gpuhubd is running on " + config.data_dir +
+                          ": use the admin API (/api/admin/machines) or stop it first"
+                    : "another gpuhubd is already using the data dir " + config.data_dir);
+  }
+  if (!lock.ok()) return Fail(lock.error().message);
   auto store = store::OpenSqliteStore((data / "gpuhub.db").string());
   if (!store.ok()) return Fail(store.error().message);
   SystemClock clock;

@@ -5,6 +5,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "common/result.hpp"
 
@@ -21,5 +22,21 @@ Result<std::string> ReadFile(const std::string& path, size_t max_bytes);
 
 // Creates `path` and missing parents with mode 0700. Ok if it exists.
 Status MakeDirs(const std::string& path);
+
+// An exclusive advisory lock (flock) on a file, held until destruction.
+class FileLock {
+ public:
+  // Creates `path` if needed and locks it. kConflict when another process
+  // holds the lock, kInternal on other errors.
+  static Result<FileLock> Acquire(const std::string& path);
+  FileLock(FileLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  FileLock& operator=(FileLock&&) = delete;
+  FileLock(const FileLock&) = delete;
+  ~FileLock();
+
+ private:
+  explicit FileLock(int fd) : fd_(fd) {}
+  int fd_;
+};
 
 }  // namespace gpuhub

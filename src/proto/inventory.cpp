@@ -137,8 +137,12 @@ Result<std::vector<Gpu>> GpusFromJson(const json& j) {
   std::vector<Gpu> gpus;
   gpus.reserve(j.size());
   for (size_t i = 0; i < j.size(); ++i) {
-    auto g = GpuFromJson(j[i], "gpu[" + std::to_string(i) + "]");
+    const std::string path = "gpu[" + std::to_string(i) + "]";
+    auto g = GpuFromJson(j[i], path);
     if (!g.ok()) return g.error();
+    // Leases name GPUs by index: the list must be exactly 0..n-1 in order.
+    if (g->index != static_cast<int>(i))
+      return Bad(path + ".index", "must be " + std::to_string(i));
     gpus.push_back(std::move(*g));
   }
   return gpus;

@@ -95,6 +95,7 @@ TEST(InventoryJsonTest, RejectsBadFieldsNamingThem) {
       {"/gpu/1/index", -1, "gpu[1].index"},
       {"/gpu/1/index", 1.5, "gpu[1].index"},
       {"/gpu/1/index", 3000000000u, "gpu[1].index"},
+      {"/gpu/1/index", 0, "gpu[1].index"},  // indices are 0..n-1 in order
       {"/gpu/0/uuid", json::array(), "gpu[0].uuid"},
       {"/gpu/0/name", kRemove, "gpu[0].name"},
       {"/gpu/0/memory_total", "40960", "gpu[0].memory_total"},

@@ -13,9 +13,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from e2e_helpers import GPUHUB_BIN, Server  # noqa: E402
+from e2e_helpers import GPUHUB_AGENT_BIN, GPUHUB_BIN, Agent, Server  # noqa: E402
 
 _live_servers: list[Server] = []
+_live_agents: list[Agent] = []
 
 
 class _Factory:
@@ -71,9 +72,61 @@ def srv(module_server_factory) -> Server:
     return module_server_factory()
 
 
+class _AgentFactory:
+    def __init__(self, tmp_path_factory):
+        self.tmp_path_factory = tmp_path_factory
+        self.agents: list[Agent] = []
+
+    def __call__(self, server, token: str, token_file: bool = True, start: bool = True,
+                 **kw) -> Agent:
+        """An agent for `server` (a Server or a port) with `token`, passed through
+        --token-file (default) or --token. Other keywords go to Agent."""
+        if not GPUHUB_AGENT_BIN.exists():
+            pytest.skip(f"gpuhub-agent binary not built: {GPUHUB_AGENT_BIN}")
+        root = self.tmp_path_factory.mktemp("agent")
+        port = server if isinstance(server, int) else server.port
+        if token_file:
+            tf = root / "agent-token"
+            tf.write_text(token + "\n")
+            tf.chmod(0o600)
+            agent = Agent(root, port, token_file=tf, **kw)
+        else:
+            agent = Agent(root, port, token=token, **kw)
+        self.agents.append(agent)
+        _live_agents.append(agent)
+        if start:
+            agent.start()
+        return agent
+
+    def finish(self):
+        errors = []
+        for agent in self.agents:
+            try:
+                agent.teardown()
+            except AssertionError as e:
+                errors.append(str(e))
+            finally:
+                if agent in _live_agents:
+                    _live_agents.remove(agent)
+        if errors:
+            pytest.fail("\n\n".join(errors), pytrace=False)
+
+
+@pytest.fixture
+def agent_factory(tmp_path_factory):
+    """Function-scoped: `agent_factory(server, token, heartbeat=0.3, fake_gpus=PATH)` starts a
+    gpuhub-agent; every agent is stopped (SIGCONT, SIGTERM, exit 0) and checked at teardown."""
+    f = _AgentFactory(tmp_path_factory)
+    yield f
+    f.finish()
+
+
 @pytest.fixture(autouse=True)
 def _no_crash_after_each_test():
-    """After every test, every live server must still be up and clean of sanitizer reports."""
+    """After every test, every live server and agent must still be up and clean of
+    sanitizer reports."""
     yield
     for s in list(_live_servers):
         s.check_health()
+    for a in list(_live_agents):
+        a.check_health()

@@ -571,3 +571,340 @@ def assert_error(r, status: int, message: str | None = None, contains: str | Non
     if contains is not None:
         assert contains in body["message"], f"{contains!r} not in message {body['message']!r}"
     return body
+
+
+# --------------------------------------------------------------------------
+# Machines: gpuhub-agent processes, fake GPU files, WebSocket clients
+# --------------------------------------------------------------------------
+DEFAULT_AGENT_BIN = REPO_ROOT / "build" / "debug" / "apps" / "gpuhub-agent" / "gpuhub-agent"
+GPUHUB_AGENT_BIN = Path(os.environ.get("GPUHUB_AGENT_BIN", str(DEFAULT_AGENT_BIN)))
+if not GPUHUB_AGENT_BIN.is_absolute():
+    GPUHUB_AGENT_BIN = (REPO_ROOT / GPUHUB_AGENT_BIN).resolve()
+
+MACHINE_KEYS = {"id", "ip", "online", "last_seen", "gpu", "cpu", "memory", "disk"}
+GPU_KEYS = {"index", "uuid", "name", "memory_total", "memory_used", "utilization",
+            "temperature", "task_id", "account"}
+ISO_Z_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
+
+
+def wait_until(pred, timeout: float, interval: float = 0.05, what: str = "condition"):
+    """Poll `pred` until it returns a truthy value (returned) or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = pred()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
+
+
+def write_fake_gpus(path: Path, gpus: list) -> None:
+    """Atomically (write + rename) replace a fake GPU file, as FakeGpuSource asks."""
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp{next(_counter)}")
+    tmp.write_text(json.dumps(gpus))
+    os.replace(tmp, path)
+
+
+def machines_info(srv: "Server", token: str | None = None) -> list:
+    r = srv.get("/api/machines/info", token or srv.admin_token())
+    assert r.status_code == 200, (r.status_code, r.text)
+    return r.json()
+
+
+def machine_info(srv: "Server", machine_id: str, token: str | None = None) -> dict | None:
+    for m in machines_info(srv, token):
+        if m["id"] == machine_id:
+            return m
+    return None
+
+
+def add_machine(srv: "Server", machine_id: str | None = None) -> tuple[str, str]:
+    """POST /api/admin/machines; returns (id, agent_token)."""
+    machine_id = machine_id or unique("node-")
+    r = srv.post("/api/admin/machines", srv.admin_token(), json={"id": machine_id})
+    assert r.status_code == 200, (r.status_code, r.text)
+    body = r.json()
+    assert body["id"] == machine_id and isinstance(body["agent_token"], str), body
+    return machine_id, body["agent_token"]
+
+
+def wait_online(srv: "Server", machine_id: str, online: bool = True, timeout: float = 10.0,
+                pred=None) -> dict:
+    """Wait until machine `machine_id` has online == `online` (and `pred(m)` if given)."""
+    def check():
+        m = machine_info(srv, machine_id)
+        if m is not None and m["online"] is online and (pred is None or pred(m)):
+            return m
+        return None
+    return wait_until(check, timeout, what=f"machine {machine_id} online={online}")
+
+
+class Agent:
+    """One gpuhub-agent process. Its stderr is checked for sanitizer reports."""
+
+    def __init__(self, root: Path, port: int, token: str | None = None,
+                 token_file: Path | None = None, heartbeat: float | None = 0.3,
+                 fake_gpus: Path | None = None, disk_path: str | None = None,
+                 log_level: str = "info", extra_args=(), env: dict | None = None):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = port
+        self.token = token
+        self.token_file = token_file
+        self.heartbeat = heartbeat
+        self.fake_gpus = fake_gpus
+        self.disk_path = disk_path
+        self.log_level = log_level
+        self.extra_args = list(extra_args)
+        self.extra_env = dict(env or {})
+        self.proc: subprocess.Popen | None = None
+        self.logs: list[Path] = []
+        self._starts = 0
+        self._expected_exit = False
+        self._stopped = False
+        self.exit_codes: list[int] = []
+
+    def args(self) -> list[str]:
+        a = [str(GPUHUB_AGENT_BIN), "--server", f"ws://127.0.0.1:{self.port}",
+             "--log-level", self.log_level]
+        if self.token_file is not None:
+            a += ["--token-file", str(self.token_file)]
+        elif self.token is not None:
+            a += ["--token", self.token]
+        if self.heartbeat is not None:
+            a += ["--heartbeat", str(self.heartbeat)]
+        if self.fake_gpus is not None:
+            a += ["--fake-gpus", str(self.fake_gpus)]
+        if self.disk_path is not None:
+            a += ["--disk-path", str(self.disk_path)]
+        return a + self.extra_args
+
+    def start(self) -> "Agent":
+        if not GPUHUB_AGENT_BIN.exists():
+            raise ServerError(f"gpuhub-agent binary not found at {GPUHUB_AGENT_BIN}")
+        self._starts += 1
+        log = self.root / f"agent-stderr-{self._starts}.log"
+        self.logs.append(log)
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        env.update(self.extra_env)
+        self._expected_exit = False
+        self._stopped = False
+        exec_deadline = time.monotonic() + 60
+        while True:
+            try:
+                with open(log, "wb") as errf, \
+                        open(self.root / f"agent-stdout-{self._starts}.log", "wb") as outf:
+                    self.proc = subprocess.Popen(self.args(), stdout=outf, stderr=errf, env=env,
+                                                 stdin=subprocess.DEVNULL)
+                break
+            except OSError:  # binary being relinked
+                if time.monotonic() > exec_deadline:
+                    raise
+                time.sleep(1)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+
+    def count(self, text: str) -> int:
+        return self.log_text().count(text)
+
+    def wait_log(self, text: str, timeout: float = 10.0, count: int = 1) -> None:
+        def check():
+            if self.count(text) >= count:
+                return True
+            if not self.running():
+                raise AssertionError(f"gpuhub-agent exited ({self.proc.returncode}) while waiting "
+                                     f"for {text!r}:\n{self.log_text()[-3000:]}")
+            return False
+        try:
+            wait_until(check, timeout, what=f"agent log {text!r} x{count}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nagent log:\n{self.log_text()[-3000:]}") from None
+
+    def wait_connected(self, timeout: float = 15.0, count: int = 1) -> None:
+        self.wait_log("connected to 127.0.0.1:", timeout, count)
+
+    def sigstop(self):
+        assert self.running()
+        self.proc.send_signal(signal.SIGSTOP)
+        self._stopped = True
+
+    def sigcont(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+        self._stopped = False
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGCONT (if stopped) then SIGTERM; waits and asserts exit code 0."""
+        assert self.proc is not None
+        self._expected_exit = True
+        if self.proc.poll() is None:
+            self.sigcont()
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"gpuhub-agent did not exit within {timeout}s of SIGTERM:\n"
+                                 + self.log_text()[-3000:])
+        self.exit_codes.append(rc)
+        assert rc == 0, f"gpuhub-agent exited with {rc} after SIGTERM:\n{self.log_text()[-3000:]}"
+        return rc
+
+    def kill9(self):
+        assert self.proc is not None
+        self._expected_exit = True
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+    def check_health(self) -> None:
+        text = self.log_text()
+        for marker in SANITIZER_MARKERS:
+            if marker in text:
+                idx = text.index(marker)
+                raise AssertionError(f"sanitizer report in gpuhub-agent stderr ({marker}):\n"
+                                     + text[max(0, idx - 500): idx + 6000])
+        if self.proc is not None and not self._expected_exit and self.proc.poll() is not None:
+            raise AssertionError(f"gpuhub-agent died unexpectedly with code "
+                                 f"{self.proc.returncode}:\n" + text[-3000:])
+
+    def teardown(self) -> None:
+        try:
+            if self.running():
+                self.stop()
+        finally:
+            if self.proc is not None and self.proc.poll() is None:
+                self.sigcont()
+                self.proc.kill()
+                self.proc.wait()
+        self.check_health()
+
+
+# ----- WebSocket clients (websocket-client) ---------------------------------
+def ws_connect(srv: "Server", path: str = "/ws", timeout: float = 10.0):
+    import websocket  # websocket-client; imported lazily so other modules need not have it
+    return websocket.create_connection(f"ws://127.0.0.1:{srv.port}{path}", timeout=timeout)
+
+
+def ws_send(ws, type_: str, data=None) -> None:
+    msg = {"type": type_}
+    if data is not None:
+        msg["data"] = data
+    ws.send(json.dumps(msg))
+
+
+def ws_recv(ws, timeout: float = 10.0) -> dict:
+    """The next text message as JSON; AssertionError if the connection closes first."""
+    import websocket
+    ws.settimeout(timeout)
+    try:
+        text = ws.recv()
+    except websocket.WebSocketTimeoutException:
+        raise AssertionError(f"no WebSocket message within {timeout}s") from None
+    except (websocket.WebSocketConnectionClosedException, ConnectionError) as e:
+        raise AssertionError(f"WebSocket closed while waiting for a message: {e!r}") from None
+    assert text, "WebSocket closed (close frame) while waiting for a message"
+    return json.loads(text)
+
+
+def ws_recv_until(ws, pred, timeout: float = 10.0) -> dict:
+    """Skip messages until one satisfies `pred`."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no matching WebSocket message within {timeout}s; saw {seen}")
+        try:
+            m = ws_recv(ws, left)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; saw {seen}") from None
+        if pred(m):
+            return m
+        seen.append(m)
+
+
+def ws_drain(ws, timeout: float = 0.2) -> list:
+    """Every message that arrives within `timeout` (until a quiet gap or close), as JSON."""
+    import websocket
+    out = []
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        ws.settimeout(left)
+        try:
+            text = ws.recv()
+        except (websocket.WebSocketTimeoutException, websocket.WebSocketConnectionClosedException,
+                ConnectionError, OSError):
+            break
+        if not text:
+            break
+        out.append(json.loads(text))
+    return out
+
+
+def ws_wait_closed(ws, timeout: float = 5.0) -> bool:
+    """True when the server ends the connection (close frame or TCP close) within `timeout`;
+    other messages are discarded."""
+    import websocket
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        ws.settimeout(left)
+        try:
+            text = ws.recv()
+        except websocket.WebSocketTimeoutException:
+            return False
+        except (websocket.WebSocketConnectionClosedException, ConnectionError, OSError):
+            return True
+        if text == "" or text is None:
+            return True
+
+
+def ws_auth(srv: "Server", token: str, path: str = "/ws"):
+    """A /ws connection authenticated with a user token; checks the auth reply."""
+    ws = ws_connect(srv, path)
+    ws_send(ws, "auth", {"token": token})
+    m = ws_recv(ws)
+    assert m["type"] == "auth" and m["data"]["ok"] is True, m
+    return ws
+
+
+def agent_ws(srv: "Server", token: str, version="1"):
+    """A simulated agent on /ws/agent; returns (ws, auth reply)."""
+    ws = ws_connect(srv, "/ws/agent")
+    ws_send(ws, "auth", {"token": token, "version": version})
+    return ws, ws_recv(ws)
+
+
+def sim_gpu(index: int, memory_used: int = 0, **kw) -> dict:
+    g = {"index": index, "uuid": f"GPU-sim-{index}", "name": "Sim GPU", "memory_total": 16384,
+         "memory_used": memory_used, "utilization": 0, "temperature": 30, "processes": []}
+    g.update(kw)
+    return g
+
+
+def sim_inventory(gpus=None, ip: str = "", hostname: str = "simhost") -> dict:
+    """A full inventory as gpuhub-agent sends it (proto::ToJson)."""
+    return {"hostname": hostname, "ip": ip,
+            "gpu": gpus if gpus is not None else [sim_gpu(0)],
+            "cpu": {"name": "Sim CPU", "cores": 8, "usage": 12.5},
+            "memory": {"total": 32000, "used": 1000},
+            "disk": {"total": 500, "used": 100}}

@@ -79,12 +79,15 @@ Result<std::chrono::milliseconds> CheckAuthReply(const ServerUrl& s, const std::
   return heartbeat;
 }
 
-void LogServerMessage(const std::string& text) {
+// Logs an error message from the server; true if it was one.
+bool LogServerError(const std::string& text) {
   json m = json::parse(text, nullptr, false);
   if (m.is_object() && m.value("type", std::string()) == "error" && m.contains("data") &&
       m["data"].is_object()) {
     spdlog::warn("server says: {}", m["data"].value("message", std::string("?")));
+    return true;
   }
+  return false;
 }
 
 }  // namespace
@@ -186,7 +189,11 @@ net::awaitable<void> AgentLink::Run() {
                  TLSEXT_NAMETYPE_host_name, const_cast<char*>(s.host.c_str()));
         ws.next_layer().set_verify_callback(net::ssl::host_name_verification(s.host));
         co_await ws.next_layer().async_handshake(net::ssl::stream_base::client, Redirect(ec));
-        status = ec ? Status(LinkError("TLS handshake with " + s.host, ec)) : co_await Converse(ws);
+        if (ec) {
+          status = LinkError("TLS handshake with " + s.host, ec);
+        } else {
+          status = co_await Converse(ws);
+        }
       }
     } catch (const std::exception& e) {
       status = Internal(e.what());
@@ -238,6 +245,7 @@ net::awaitable<Status> AgentLink::Converse(Ws& ws) {
 
   // The reader runs beside the heartbeat loop; whichever ends first ends both.
   bool reader_done = false;
+  bool resend_full = false;
   Status reader_status;
   net::steady_timer reader_finished(ioc_, net::steady_timer::time_point::max());
   net::co_spawn(
@@ -252,7 +260,8 @@ net::awaitable<Status> AgentLink::Converse(Ws& ws) {
             reader_status = LinkError("connection closed", e);
             break;
           }
-          LogServerMessage(beast::buffers_to_string(in.data()));
+          // After a refused report the server's copy may be stale: resend it whole.
+          if (LogServerError(beast::buffers_to_string(in.data()))) resend_full = true;
         }
         reader_done = true;
         wait_.cancel();
@@ -265,9 +274,16 @@ net::awaitable<Status> AgentLink::Converse(Ws& ws) {
     co_await wait_.async_wait(Redirect(ec));
     if (reader_done || stopping_) break;
     proto::Inventory now = sample_();
-    if ((ec = co_await send(Message("heartbeat", HeartbeatData(last, now))))) {
-      break;
+    // No conditional expression here: GCC 12 mishandles temporaries in them
+    // inside coroutines.
+    json message;
+    if (resend_full) {
+      message = Message("inventory", proto::ToJson(now));
+    } else {
+      message = Message("heartbeat", HeartbeatData(last, now));
     }
+    resend_full = false;
+    if ((ec = co_await send(message))) break;
     last = std::move(now);
   }
   beast::get_lowest_layer(ws).close();

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <boost/asio/ip/address.hpp>
 #include <nlohmann/json.hpp>
 
 #include "common/time_util.hpp"
@@ -16,6 +17,14 @@ constexpr int kMissedHeartbeats = 3;
 constexpr char kMachineNotFound[] = "Machine not found";
 
 std::string NewAgentToken() { return "gpuhub-agent-" + accounts::RandomHex(32); }
+
+// The address to show for a machine: what its agent reports when that is an
+// IP address, else the connection's peer address.
+std::string ChooseIp(const std::string& reported, const std::string& peer) {
+  boost::system::error_code ec;
+  boost::asio::ip::make_address(reported, ec);
+  return reported.empty() || ec ? peer : reported;
+}
 
 }  // namespace
 
@@ -92,6 +101,7 @@ Result<std::string> MachineRegistry::Add(const std::string& id) {
 
 Status MachineRegistry::Remove(const std::string& id) {
   std::function<void()> kick;
+  bool was_online;
   {
     std::lock_guard lock(mu_);
     auto it = machines_.find(id);
@@ -99,10 +109,12 @@ Status MachineRegistry::Remove(const std::string& id) {
     if (auto s = store_.DeleteMachine(id); !s.ok()) return s;
     by_token_.erase(it->second.record.token_hash);
     kick = std::move(it->second.kick);
+    was_online = it->second.online;
     machines_.erase(it);
     ++version_;
   }
   if (kick) kick();
+  if (was_online) Notify(id, false);
   return Status::Ok();
 }
 
@@ -181,7 +193,13 @@ Result<uint64_t> MachineRegistry::Connect(const std::string& id, const std::stri
     if (s.record.ip.empty()) s.record.ip = peer_ip;
     ++version_;
   }
-  if (old_kick) old_kick();
+  if (old_kick) {
+    spdlog::warn(
+        "machine {}: a new agent connection from {} replaces the previous one "
+        "(two agents with the same token?)",
+        id, peer_ip);
+    old_kick();
+  }
   PersistSeen(id, now, peer_ip);
   if (!was_online) Notify(id, true);
   return generation;
@@ -195,7 +213,7 @@ Status MachineRegistry::Report(const std::string& id, uint64_t generation,
     return NotFound("Connection replaced");
   }
   State& s = it->second;
-  s.record.ip = inventory.ip.empty() ? s.peer_ip : inventory.ip;
+  s.record.ip = ChooseIp(inventory.ip, s.peer_ip);
   s.inventory = std::move(inventory);
   s.last_heartbeat = clock_.Now();
   s.record.last_seen = s.last_heartbeat;
@@ -214,7 +232,7 @@ Status MachineRegistry::Heartbeat(const std::string& id, uint64_t generation,
   if (!diff.empty()) {
     if (!s.inventory) return InvalidArgument("heartbeat with changes before any inventory");
     if (auto st = proto::ApplyDiff(*s.inventory, diff); !st.ok()) return st;
-    if (!s.inventory->ip.empty()) s.record.ip = s.inventory->ip;
+    s.record.ip = ChooseIp(s.inventory->ip, s.peer_ip);
   }
   s.last_heartbeat = clock_.Now();
   s.record.last_seen = s.last_heartbeat;
@@ -253,7 +271,7 @@ std::shared_ptr<const std::string> MachineRegistry::InfoJson() const {
   for (const auto& [id, s] : machines_) {
     nlohmann::json m = {
         {"id", id},
-        {"ip", s.record.ip},
+        {"ip", s.record.ip.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.record.ip)},
         {"online", s.online},
         {"last_seen", s.record.last_seen ? nlohmann::json(FormatIso8601(*s.record.last_seen))
                                          : nlohmann::json(nullptr)},

@@ -77,6 +77,26 @@ TEST_F(RegistryTest, NeverConnectedMachineIsListedOffline) {
   EXPECT_EQ(info[0]["online"], false);
   EXPECT_TRUE(info[0]["gpu"].empty());
   EXPECT_TRUE(info[0]["last_seen"].is_null());
+  EXPECT_TRUE(info[0]["ip"].is_null());
+}
+
+TEST_F(RegistryTest, ReportedIpIsUsedOnlyWhenItIsAnAddress) {
+  ASSERT_TRUE(registry_->Add("n").ok());
+  auto gen = registry_->Connect("n", "10.0.0.1", [] {});
+  proto::Inventory inv = Inv(1);
+  inv.ip = "192.168.7.7";
+  ASSERT_TRUE(registry_->Report("n", *gen, inv).ok());
+  EXPECT_EQ(Info()[0]["ip"], "192.168.7.7");
+  inv.ip = "not an ip <script>";
+  ASSERT_TRUE(registry_->Report("n", *gen, inv).ok());
+  EXPECT_EQ(Info()[0]["ip"], "10.0.0.1");
+}
+
+TEST_F(RegistryTest, RemovingAnOnlineMachineAnnouncesItOffline) {
+  ASSERT_TRUE(registry_->Add("n").ok());
+  ASSERT_TRUE(registry_->Connect("n", "10.0.0.1", [] {}).ok());
+  ASSERT_TRUE(registry_->Remove("n").ok());
+  EXPECT_EQ(events_, (std::vector<std::string>{"n:on", "n:off"}));
 }
 
 TEST_F(RegistryTest, OnlineUntilThreeHeartbeatsAreMissed) {
