@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from e2e_helpers import (GPUHUB_AGENT_BIN, GPUHUB_BIN, add_machine, free_port, machine_info,
-                         wait_online, wait_until, write_fake_gpus, ws_auth, ws_drain,
-                         ws_recv_until)
+from e2e_helpers import (GPUHUB_AGENT_BIN, GPUHUB_BIN, add_machine, agent_ws, free_port,
+                         machine_info, wait_online, wait_until, write_fake_gpus, ws_auth,
+                         ws_drain, ws_recv_until, ws_wait_closed)
 
 HEARTBEAT = 0.5  # seconds, for the server and its agents
 
@@ -354,3 +354,71 @@ def test_cli_token_agent_started_before_server(server_factory, agent_factory, tm
     m = wait_online(srv, "early-1", True, timeout=15, pred=lambda m: m["gpu"])
     check_gpus(m, GPUS)
     assert m["ip"] == "127.0.0.1"
+
+
+def test_three_agents_join_leave_and_survive_a_server_restart(server_factory, agent_factory,
+                                                                tmp_path):
+    """The issue's story end to end: three agents with different fake GPU files join and
+    machines/info shows all three exactly; one is killed and goes offline within 3
+    intervals, then comes back; the server restarts and all three come back on their
+    own; a browser sees every online/offline event."""
+    srv = server_factory(config=f"heartbeat = {HEARTBEAT}\n", port=free_port())
+    fleets = {
+        "node-a": [{"name": "Fake A100", "memory_total": 40960, "memory_used": 10}],
+        "node-b": [{"name": "Fake H100", "memory_total": 81559, "utilization": 90},
+                   {"name": "Fake H100", "memory_total": 81559, "temperature": 70}],
+        "node-c": [{"name": "Fake L4", "memory_total": 23034}] * 3,
+    }
+    browser = ws_auth(srv, srv.admin_token())
+    agents = {}
+    try:
+        for mid, gpus in fleets.items():
+            token = add_machine(srv, mid)[1]
+            path = tmp_path / f"{mid}.json"
+            write_fake_gpus(path, gpus)
+            agents[mid] = agent_factory(srv, token, heartbeat=HEARTBEAT, fake_gpus=path,
+                                        disk_path=str(tmp_path))
+        for mid, gpus in fleets.items():
+            m = wait_online(srv, mid, True, timeout=15, pred=lambda m: bool(m["gpu"]))
+            check_gpus(m, gpus)
+        # the events come in the order the agents connected
+        announced = set()
+        while announced != set(fleets):
+            e = ws_recv_until(browser, lambda m: m["type"] == "machine" and m["data"]["online"])
+            announced.add(e["data"]["id"])
+        info = srv.get("/api/machines/info", srv.admin_token()).json()
+        assert [m["id"] for m in info] == sorted(fleets)
+        assert all(m["online"] for m in info)
+
+        agents["node-b"].kill9()
+        t0 = time.monotonic()
+        wait_online(srv, "node-b", False, timeout=3 * HEARTBEAT + 1)
+        assert time.monotonic() - t0 <= 3 * HEARTBEAT + 1
+        ws_recv_until(browser, machine_event("node-b", False))
+        assert machine_info(srv, "node-a")["online"] and machine_info(srv, "node-c")["online"]
+        agents["node-b"].start()
+        check_gpus(wait_online(srv, "node-b", True, timeout=15,
+                               pred=lambda m: bool(m["gpu"])), fleets["node-b"])
+        ws_recv_until(browser, machine_event("node-b", True))
+    finally:
+        browser.close()
+
+    srv.stop()
+    srv.start()
+    for mid, gpus in fleets.items():
+        check_gpus(wait_online(srv, mid, True, timeout=20, pred=lambda m: bool(m["gpu"])), gpus)
+    assert all(a.running() for a in agents.values())
+
+
+def test_wrong_token_and_old_protocol_are_refused(server_factory):
+    srv = server_factory()
+    _, token = add_machine(srv)
+    for version, token_used, message in [
+            ("1", "gpuhub-agent-" + "0" * 64, "Invalid agent token"),
+            ("0", token, "Incompatible agent protocol version 0")]:
+        ws, reply = agent_ws(srv, token_used, version=version)
+        try:
+            assert reply["type"] == "error" and reply["data"]["message"].startswith(message), reply
+            assert ws_wait_closed(ws)
+        finally:
+            ws.close()
