@@ -14,6 +14,7 @@ namespace gpuhub::machines {
 namespace {
 
 constexpr int kMissedHeartbeats = 3;
+constexpr auto kLastSeenLag = std::chrono::seconds(1);
 constexpr char kMachineNotFound[] = "Machine not found";
 
 std::string NewAgentToken() { return "gpuhub-agent-" + accounts::RandomHex(32); }
@@ -233,10 +234,12 @@ Status MachineRegistry::Heartbeat(const std::string& id, uint64_t generation,
     if (!s.inventory) return InvalidArgument("heartbeat with changes before any inventory");
     if (auto st = proto::ApplyDiff(*s.inventory, diff); !st.ok()) return st;
     s.record.ip = ChooseIp(s.inventory->ip, s.peer_ip);
+    ++version_;
+  } else {
+    seen_changed_ = true;  // only last_seen moved: see InfoJson
   }
   s.last_heartbeat = clock_.Now();
   s.record.last_seen = s.last_heartbeat;
-  ++version_;
   return Status::Ok();
 }
 
@@ -266,7 +269,14 @@ void MachineRegistry::Sweep() {
 std::shared_ptr<const std::string> MachineRegistry::InfoJson() const {
   std::lock_guard cache_lock(cache_mu_);
   std::lock_guard lock(mu_);
-  if (cache_ && cache_version_ == version_) return cache_;
+  // A heartbeat without changes only moves last_seen; a document at most
+  // kLastSeenLag old is good enough for that, so a fleet of idle agents does
+  // not force a rebuild on every request.
+  TimePoint now = clock_.Now();
+  if (cache_ && cache_version_ == version_ &&
+      (!seen_changed_ || now - cache_built_at_ < kLastSeenLag)) {
+    return cache_;
+  }
   nlohmann::json out = nlohmann::json::array();
   for (const auto& [id, s] : machines_) {
     nlohmann::json m = {
@@ -297,6 +307,8 @@ std::shared_ptr<const std::string> MachineRegistry::InfoJson() const {
   cache_ = std::make_shared<const std::string>(
       out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   cache_version_ = version_;
+  cache_built_at_ = now;
+  seen_changed_ = false;
   return cache_;
 }
 

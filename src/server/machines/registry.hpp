@@ -9,7 +9,8 @@
 //
 // Thread-safe. Callbacks (kick, the online listener) are never called while
 // the registry's lock is held. /api/machines/info is served from a cached
-// JSON document rebuilt only after something changed.
+// JSON document rebuilt only after something changed (last_seen alone may
+// lag by up to a second).
 #pragma once
 
 #include <chrono>
@@ -102,11 +103,13 @@ class MachineRegistry {
   std::map<std::string, State> machines_;                  // guarded by mu_
   std::unordered_map<std::string, std::string> by_token_;  // hash -> id; guarded by mu_
   uint64_t next_generation_ = 1;                           // guarded by mu_
-  uint64_t version_ = 1;  // bumped on every visible change; guarded by mu_
+  uint64_t version_ = 1;               // bumped on every change but last_seen; guarded by mu_
+  mutable bool seen_changed_ = false;  // last_seen moved since the cache was built; guarded by mu_
 
   mutable std::mutex cache_mu_;
   mutable std::shared_ptr<const std::string> cache_;  // guarded by cache_mu_
   mutable uint64_t cache_version_ = 0;                // guarded by cache_mu_
+  mutable TimePoint cache_built_at_{};                // guarded by cache_mu_
 };
 
 // The SHA-256 of an agent token, hex: what the store keeps.

@@ -92,6 +92,24 @@ TEST_F(RegistryTest, ReportedIpIsUsedOnlyWhenItIsAnAddress) {
   EXPECT_EQ(Info()[0]["ip"], "10.0.0.1");
 }
 
+TEST_F(RegistryTest, IdleHeartbeatsReuseTheCachedDocumentForUpToASecond) {
+  ASSERT_TRUE(registry_->Add("n").ok());
+  auto gen = registry_->Connect("n", "10.0.0.1", [] {});
+  ASSERT_TRUE(registry_->Report("n", *gen, Inv(1)).ok());
+  auto first = registry_->InfoJson();
+  clock_.Advance(std::chrono::milliseconds(2500));
+  ASSERT_TRUE(registry_->Heartbeat("n", *gen, nlohmann::json::object()).ok());
+  auto second = registry_->InfoJson();  // last_seen moved and the cache is old: rebuilt
+  EXPECT_NE(first, second);
+  EXPECT_NE(nlohmann::json::parse(*first)[0]["last_seen"],
+            nlohmann::json::parse(*second)[0]["last_seen"]);
+  clock_.Advance(std::chrono::milliseconds(500));
+  ASSERT_TRUE(registry_->Heartbeat("n", *gen, nlohmann::json::object()).ok());
+  EXPECT_EQ(registry_->InfoJson(), second);  // within the lag: same document
+  ASSERT_TRUE(registry_->Heartbeat("n", *gen, proto::Diff(Inv(1), Inv(2))).ok());
+  EXPECT_NE(registry_->InfoJson(), second);  // a real change: rebuilt at once
+}
+
 TEST_F(RegistryTest, RemovingAnOnlineMachineAnnouncesItOffline) {
   ASSERT_TRUE(registry_->Add("n").ok());
   ASSERT_TRUE(registry_->Connect("n", "10.0.0.1", [] {}).ok());
