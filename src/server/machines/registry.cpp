@@ -14,7 +14,7 @@ namespace gpuhub::machines {
 namespace {
 
 constexpr int kMissedHeartbeats = 3;
-constexpr auto kLastSeenLag = std::chrono::seconds(1);
+constexpr auto kHeartbeatLag = std::chrono::seconds(1);
 constexpr char kMachineNotFound[] = "Machine not found";
 
 std::string NewAgentToken() { return "gpuhub-agent-" + accounts::RandomHex(32); }
@@ -234,10 +234,8 @@ Status MachineRegistry::Heartbeat(const std::string& id, uint64_t generation,
     if (!s.inventory) return InvalidArgument("heartbeat with changes before any inventory");
     if (auto st = proto::ApplyDiff(*s.inventory, diff); !st.ok()) return st;
     s.record.ip = ChooseIp(s.inventory->ip, s.peer_ip);
-    ++version_;
-  } else {
-    seen_changed_ = true;  // only last_seen moved: see InfoJson
   }
+  seen_changed_ = true;  // measurements and last_seen: see InfoJson
   s.last_heartbeat = clock_.Now();
   s.record.last_seen = s.last_heartbeat;
   return Status::Ok();
@@ -269,12 +267,13 @@ void MachineRegistry::Sweep() {
 std::shared_ptr<const std::string> MachineRegistry::InfoJson() const {
   std::lock_guard cache_lock(cache_mu_);
   std::lock_guard lock(mu_);
-  // A heartbeat without changes only moves last_seen; a document at most
-  // kLastSeenLag old is good enough for that, so a fleet of idle agents does
-  // not force a rebuild on every request.
+  // Heartbeats only move measurements and last_seen; for those a document at
+  // most kHeartbeatLag old is good enough, so a fleet of agents does not force
+  // a rebuild on every request. Everything else (machines added or removed,
+  // online changes, first inventories) shows at once.
   TimePoint now = clock_.Now();
   if (cache_ && cache_version_ == version_ &&
-      (!seen_changed_ || now - cache_built_at_ < kLastSeenLag)) {
+      (!seen_changed_ || now - cache_built_at_ < kHeartbeatLag)) {
     return cache_;
   }
   nlohmann::json out = nlohmann::json::array();

@@ -9,8 +9,8 @@
 //
 // Thread-safe. Callbacks (kick, the online listener) are never called while
 // the registry's lock is held. /api/machines/info is served from a cached
-// JSON document rebuilt only after something changed (last_seen alone may
-// lag by up to a second).
+// JSON document rebuilt only after something changed (what heartbeats change
+// may show up to a second late).
 #pragma once
 
 #include <chrono>
@@ -104,7 +104,7 @@ class MachineRegistry {
   std::unordered_map<std::string, std::string> by_token_;  // hash -> id; guarded by mu_
   uint64_t next_generation_ = 1;                           // guarded by mu_
   uint64_t version_ = 1;               // bumped on every change but last_seen; guarded by mu_
-  mutable bool seen_changed_ = false;  // last_seen moved since the cache was built; guarded by mu_
+  mutable bool seen_changed_ = false;  // a heartbeat since the cache was built; guarded by mu_
 
   mutable std::mutex cache_mu_;
   mutable std::shared_ptr<const std::string> cache_;  // guarded by cache_mu_
