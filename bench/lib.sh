@@ -9,6 +9,10 @@
 #   GPUHUBD, HELLO_SERVER  the binaries themselves, overriding GPUHUB_BUILD_DIR
 #   BENCH_THREADS     I/O threads of both servers (default: nproc)
 #   WRK_THREADS       wrk -t (default 2)
+#   QUIET_PERCENT     wait_quiet's threshold of CPU busy with other work (15)
+#   QUIET_TIMEOUT     how long wait_quiet waits for it, in seconds (120)
+#   RETRIES           how often a measurement that other work disturbed (it
+#                     used more than 5% of the CPUs meanwhile) is repeated (2)
 
 set -euo pipefail
 
@@ -51,6 +55,38 @@ require_tools() {
   [[ -x $HELLO_SERVER ]] || die "$HELLO_SERVER not found: build first"
 }
 
+# cpu_busy_percent: how busy all CPUs were over the next second, 0-100.
+cpu_busy_percent() {
+  local a b
+  a=$(head -n1 /proc/stat)
+  sleep 1
+  b=$(head -n1 /proc/stat)
+  awk -v a="$a" -v b="$b" 'BEGIN {
+    n = split(a, x); split(b, y); total = 0
+    for (i = 2; i <= n && i <= 9; i++) total += y[i] - x[i]
+    idle = (y[5] - x[5]) + (y[6] - x[6])
+    printf "%d\n", (total > 0) ? 100 * (total - idle) / total : 0 }'
+}
+
+# wait_quiet: the machine is shared (builds, tests); wait until other work uses
+# less than QUIET_PERCENT of the CPUs before a measurement, and warn if it never
+# does. Our servers must be idle when this is called.
+wait_quiet() {
+  local limit=${QUIET_PERCENT:-15} deadline=$((SECONDS + ${QUIET_TIMEOUT:-120})) busy
+  busy=$(cpu_busy_percent)
+  if ((busy < limit)); then
+    return
+  fi
+  echo "  (machine ${busy}% busy with other work; waiting up to ${QUIET_TIMEOUT:-120} s for it to settle)"
+  while ((SECONDS < deadline)); do
+    busy=$(cpu_busy_percent)
+    if ((busy < limit)); then
+      return
+    fi
+  done
+  echo "  WARNING: machine still ${busy}% busy with other work; results are disturbed"
+}
+
 # wait_port PID LOGFILE: prints the port the server listens on. Reads the
 # "listening on 127.0.0.1:PORT" line; if the server does not log it (gpuhubd
 # logs it at info level, so not with --log-level warn), asks ss for the
@@ -80,6 +116,7 @@ wait_port() {
 # start_hello: starts hello_server, sets HELLO_PORT.
 start_hello() {
   local log=$BENCH_TMP/hello.log
+  : >"$log"
   "$HELLO_SERVER" --listen 127.0.0.1:0 --threads "$BENCH_THREADS" >"$log" 2>&1 &
   BENCH_PIDS+=("$!")
   # shellcheck disable=SC2034 # used by the scripts that source this
@@ -91,6 +128,7 @@ start_hello() {
 start_gpuhubd() {
   local data=$BENCH_TMP/data log=$BENCH_TMP/gpuhubd.log
   rm -rf "$data"
+  : >"$log"
   GPUHUB_ADMIN_PASSWORD=$ADMIN_PASSWORD "$GPUHUBD" --listen 127.0.0.1:0 --data "$data" \
     --log-level warn --io-threads "$BENCH_THREADS" ${GPUHUBD_ARGS[@]+"${GPUHUBD_ARGS[@]}"} >"$log" 2>&1 &
   GPUHUBD_PID=$!
@@ -113,15 +151,45 @@ login() {
   echo "$token"
 }
 
+# our_ticks: CPU ticks used so far by the processes in BENCH_PIDS.
+our_ticks() {
+  local pid sum=0 t
+  for pid in "${BENCH_PIDS[@]}"; do
+    t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null) && sum=$((sum + t))
+  done
+  echo "$sum"
+}
+
+# machine_ticks: "BUSY TOTAL" ticks of all CPUs so far; busy is user, nice,
+# system and steal (not irq/softirq, where loopback traffic of ours lands).
+machine_ticks() { awk 'NR == 1 {print $2 + $3 + $4 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+
 # run_wrk OUTFILE WRK_ARGS...: runs wrk --latency, keeps its output in OUTFILE,
-# and fails if any response was not 2xx/3xx or had a socket error.
+# and fails if any response was not 2xx/3xx. Sets OTHER_LOAD to the share of
+# the machine (percent) that other work (not our servers, not this wrk, not
+# the processes in BENCH_PIDS) used meanwhile, and OTHER_NOTE to a note for
+# the results line when that is over 5%.
+# shellcheck disable=SC2034 # OTHER_LOAD and OTHER_NOTE are read by the scripts
 run_wrk() {
-  local out=$1
+  local out=$1 m0 m1 p0 p1 wrk_cpu hz
   shift
-  wrk --latency "$@" >"$out" 2>&1 || {
+  hz=$(getconf CLK_TCK)
+  m0=$(machine_ticks) p0=$(our_ticks)
+  TIMEFORMAT='%U %S'
+  { time wrk --latency "$@" >"$out" 2>&1; } 2>"$out.time" || {
     cat "$out" >&2
     die "wrk failed"
   }
+  m1=$(machine_ticks) p1=$(our_ticks)
+  wrk_cpu=$(awk -v hz="$hz" '{printf "%d", ($1 + $2) * hz}' "$out.time")
+  OTHER_LOAD=$(awk -v m0="$m0" -v m1="$m1" -v ours=$((p1 - p0 + wrk_cpu)) 'BEGIN {
+    split(m0, a, " "); split(m1, b, " "); total = b[2] - a[2]
+    other = (b[1] - a[1]) - ours; if (other < 0) other = 0
+    printf "%d", (total > 0) ? 100 * other / total : 0 }')
+  OTHER_NOTE=""
+  if ((OTHER_LOAD > 5)); then
+    OTHER_NOTE=" [DISTURBED: other work used ${OTHER_LOAD}% of the CPUs]"
+  fi
   if grep -q 'Non-2xx or 3xx responses' "$out"; then
     cat "$out" >&2
     die "wrk saw error responses"
