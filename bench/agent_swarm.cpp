@@ -224,12 +224,13 @@ net::awaitable<void> Agent(int i, tcp::resolver::results_type eps) {
   if (answer["data"].contains("heartbeat") && answer["data"]["heartbeat"].is_number()) {
     hb = std::min(hb, answer["data"]["heartbeat"].get<double>());
   }
-  json inv = {{"hostname", MachineId(i)},
-              {"ip", ""},
-              {"gpu", Gpus(rng, true)},
-              {"cpu", {{"name", "AMD EPYC 7742 64-Core Processor"}, {"cores", 128}, {"usage", 12.5}}},
-              {"memory", {{"total", 515396}, {"used", 12345}}},
-              {"disk", {{"total", 3724}, {"used", 1200}}}};
+  json inv = {
+      {"hostname", MachineId(i)},
+      {"ip", ""},
+      {"gpu", Gpus(rng, true)},
+      {"cpu", {{"name", "AMD EPYC 7742 64-Core Processor"}, {"cores", 128}, {"usage", 12.5}}},
+      {"memory", {{"total", 515396}, {"used", 12345}}},
+      {"disk", {{"total", 3724}, {"used", 1200}}}};
   text = json{{"type", "inventory"}, {"data", std::move(inv)}}.dump();
   co_await ws->async_write(net::buffer(text), Redirect(ec));
   if (ec) {
@@ -322,7 +323,9 @@ net::awaitable<void> Main() {
   auto next = std::chrono::steady_clock::now();
   while (started < opt.count && !stats.stopping) {
     int target = static_cast<int>(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * opt.rate) + 1;
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() *
+                     opt.rate) +
+                 1;
     for (; started < std::min(target, opt.count); ++started) {
       net::co_spawn(ex, Agent(started, eps), net::detached);
     }
@@ -368,15 +371,24 @@ int main(int argc, char** argv) {
       return args[++i];
     };
     const std::string& a = args[i];
-    if (a == "--server") server = value();
-    else if (a == "--count") opt.count = std::stoi(value());
-    else if (a == "--prefix") opt.prefix = value();
-    else if (a == "--password") opt.password = value();
-    else if (a == "--heartbeat") opt.heartbeat = std::stod(value());
-    else if (a == "--rate") opt.rate = std::stoi(value());
-    else if (a == "--changes") opt.changes = std::stod(value());
-    else if (a == "--register-conns") opt.register_conns = std::stoi(value());
-    else Usage();
+    if (a == "--server")
+      server = value();
+    else if (a == "--count")
+      opt.count = std::stoi(value());
+    else if (a == "--prefix")
+      opt.prefix = value();
+    else if (a == "--password")
+      opt.password = value();
+    else if (a == "--heartbeat")
+      opt.heartbeat = std::stod(value());
+    else if (a == "--rate")
+      opt.rate = std::stoi(value());
+    else if (a == "--changes")
+      opt.changes = std::stod(value());
+    else if (a == "--register-conns")
+      opt.register_conns = std::stoi(value());
+    else
+      Usage();
   }
   auto colon = server.rfind(':');
   if (colon == std::string::npos || opt.count <= 0 || opt.rate <= 0 || opt.heartbeat <= 0) {
