@@ -70,13 +70,113 @@ class ServerError(Exception):
     pass
 
 
-class Server:
+class ChildProcess:
+    """A gpuhub binary run by a test: its stderr logs (one per start), a stop that
+    asserts exit code 0, kill -9, and a health check that fails on a crash or any
+    sanitizer report. Subclasses set `name` and call _spawn()."""
+
+    name = "process"
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen | None = None
+        self.logs: list[Path] = []
+        self.exit_codes: list[int] = []
+        self._starts = 0
+        self._expected_exit = False
+
+    def _spawn(self, args: list[str], env: dict, prefix: str) -> Path:
+        """Starts `args` with stdout and stderr in new files; returns the stderr path."""
+        self._starts += 1
+        log = self.root / f"{prefix}stderr-{self._starts}.log"
+        self.logs.append(log)
+        env = dict(env)
+        # ASan: keep reports on stderr, do not hide them.
+        env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        self._expected_exit = False
+        # The binary may be being relinked while the suite runs (ETXTBSY, EACCES,
+        # ENOEXEC): retry the exec for a while instead of failing spuriously.
+        exec_deadline = time.monotonic() + 60
+        while True:
+            try:
+                with open(log, "wb") as errf, \
+                        open(self.root / f"{prefix}stdout-{self._starts}.log", "wb") as outf:
+                    self.proc = subprocess.Popen(args, stdout=outf, stderr=errf, env=env,
+                                                 stdin=subprocess.DEVNULL)
+                return log
+            except OSError:
+                if time.monotonic() > exec_deadline:
+                    raise
+                time.sleep(1)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+
+    def _before_signal(self) -> None:
+        """Hook run before a stop signal is sent."""
+
+    def _signal_and_wait(self, sig, timeout: float) -> int:
+        """Sends `sig`, waits for the exit and asserts exit code 0."""
+        assert self.proc is not None
+        self._expected_exit = True
+        if self.proc.poll() is None:
+            self._before_signal()
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"{self.name} did not exit within {timeout}s of signal {sig}:\n"
+                                 + self.log_text()[-3000:])
+        self.exit_codes.append(rc)
+        assert rc == 0, f"{self.name} exited with {rc} after signal {sig}:\n{self.log_text()[-4000:]}"
+        return rc
+
+    def kill9(self):
+        assert self.proc is not None
+        self._expected_exit = True
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+    def check_health(self) -> None:
+        """Raise AssertionError if the process crashed or logged a sanitizer report."""
+        text = self.log_text()
+        for marker in SANITIZER_MARKERS:
+            if marker in text:
+                idx = text.index(marker)
+                raise AssertionError(f"sanitizer report in {self.name} stderr ({marker}):\n"
+                                     + text[max(0, idx - 500): idx + 6000])
+        if self.proc is not None and not self._expected_exit and self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} died unexpectedly with code "
+                                 f"{self.proc.returncode}:\n" + text[-4000:])
+
+    def teardown(self) -> None:
+        try:
+            if self.running():
+                self.stop()
+        finally:
+            if self.proc is not None and self.proc.poll() is None:
+                self._before_signal()
+                self.proc.kill()
+                self.proc.wait()
+        self.check_health()
+
+
+class Server(ChildProcess):
     """One gpuhubd process (possibly restarted several times on one data dir)."""
+
+    name = "gpuhubd"
 
     def __init__(self, root: Path, config: str | None = None, env: dict | None = None,
                  admin_password: str | None = ADMIN_PASSWORD, port: int = 0):
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        super().__init__(root)
         self.data_dir = self.root / "data"
         self.data_dir.mkdir(exist_ok=True)
         self.config_text = config
@@ -87,13 +187,8 @@ class Server:
         self.extra_env = dict(env or {})
         self.admin_password = admin_password
         self.listen_port = port
-        self.proc: subprocess.Popen | None = None
         self.port: int | None = None
-        self.logs: list[Path] = []
-        self._starts = 0
-        self._expected_exit = False
         self._admin_token: str | None = None
-        self.exit_codes: list[int] = []
 
     # ----- process control -------------------------------------------------
     @property
@@ -110,37 +205,17 @@ class Server:
         if self.admin_password is not None:
             env["GPUHUB_ADMIN_PASSWORD"] = self.admin_password
         env.update(self.extra_env)
-        # ASan: keep reports on stderr, do not hide them.
-        env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
-        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         return env
 
     def start(self) -> "Server":
         if not GPUHUB_BIN.exists():
             raise ServerError(f"gpuhubd binary not found at {GPUHUB_BIN}")
-        self._starts += 1
-        log = self.root / f"stderr-{self._starts}.log"
-        self.logs.append(log)
         args = [str(GPUHUB_BIN), "--listen", f"127.0.0.1:{self.listen_port}",
                 "--data", str(self.data_dir), "--log-level", "info"]
         if self.config_path is not None:
             args += ["--config", str(self.config_path)]
-        self._expected_exit = False
         self._admin_token = None
-        # The binary may be being relinked while the suite runs (ETXTBSY, EACCES,
-        # ENOEXEC): retry the exec for a while instead of failing spuriously.
-        exec_deadline = time.monotonic() + 60
-        while True:
-            try:
-                with open(log, "wb") as errf, \
-                        open(self.root / f"stdout-{self._starts}.log", "wb") as outf:
-                    self.proc = subprocess.Popen(args, stdout=outf, stderr=errf, env=self._env(),
-                                                 stdin=subprocess.DEVNULL)
-                break
-            except OSError:
-                if time.monotonic() > exec_deadline:
-                    raise
-                time.sleep(1)
+        log = self._spawn(args, self._env(), prefix="")
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             text = log.read_text(errors="replace")
@@ -170,33 +245,11 @@ class Server:
             time.sleep(0.05)
         raise ServerError("gpuhubd never answered /healthz with 200")
 
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def stop(self, sig=signal.SIGTERM, timeout: float = 15.0) -> float:
         """Send `sig`, wait for exit, assert exit code 0. Returns seconds taken."""
-        assert self.proc is not None
-        self._expected_exit = True
         t0 = time.monotonic()
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"gpuhubd did not exit within {timeout}s of signal {sig}")
-        took = time.monotonic() - t0
-        self.exit_codes.append(rc)
-        assert rc == 0, f"gpuhubd exited with {rc} after signal {sig}:\n{self.log_text()[-4000:]}"
-        return took
-
-    def kill9(self):
-        assert self.proc is not None
-        self._expected_exit = True
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
+        self._signal_and_wait(sig, timeout)
+        return time.monotonic() - t0
 
     def restart(self, port: int | None = None) -> "Server":
         if self.running():
@@ -204,31 +257,6 @@ class Server:
         if port is not None:
             self.listen_port = port
         return self.start()
-
-    def log_text(self) -> str:
-        return "".join(p.read_text(errors="replace") for p in self.logs if p.exists())
-
-    def check_health(self, final: bool = False) -> None:
-        """Raise AssertionError if the server crashed or logged a sanitizer report."""
-        text = self.log_text()
-        for marker in SANITIZER_MARKERS:
-            if marker in text:
-                idx = text.index(marker)
-                raise AssertionError(f"sanitizer report in gpuhubd stderr ({marker}):\n"
-                                     + text[max(0, idx - 500): idx + 6000])
-        if self.proc is not None and not self._expected_exit and self.proc.poll() is not None:
-            raise AssertionError(f"gpuhubd died unexpectedly with code {self.proc.returncode}:\n"
-                                 + text[-4000:])
-
-    def teardown(self) -> None:
-        try:
-            if self.running():
-                self.stop()
-        finally:
-            if self.proc is not None and self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-        self.check_health(final=True)
 
     # ----- HTTP helpers ----------------------------------------------------
     def url(self, path: str) -> str:
@@ -642,15 +670,16 @@ def wait_online(srv: "Server", machine_id: str, online: bool = True, timeout: fl
     return wait_until(check, timeout, what=f"machine {machine_id} online={online}")
 
 
-class Agent:
+class Agent(ChildProcess):
     """One gpuhub-agent process. Its stderr is checked for sanitizer reports."""
+
+    name = "gpuhub-agent"
 
     def __init__(self, root: Path, port: int, token: str | None = None,
                  token_file: Path | None = None, heartbeat: float | None = 0.3,
                  fake_gpus: Path | None = None, disk_path: str | None = None,
                  log_level: str = "info", extra_args=(), env: dict | None = None):
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        super().__init__(root)
         self.port = port
         self.token = token
         self.token_file = token_file
@@ -660,12 +689,7 @@ class Agent:
         self.log_level = log_level
         self.extra_args = list(extra_args)
         self.extra_env = dict(env or {})
-        self.proc: subprocess.Popen | None = None
-        self.logs: list[Path] = []
-        self._starts = 0
-        self._expected_exit = False
         self._stopped = False
-        self.exit_codes: list[int] = []
 
     def args(self) -> list[str]:
         a = [str(GPUHUB_AGENT_BIN), "--server", f"ws://127.0.0.1:{self.port}",
@@ -685,39 +709,14 @@ class Agent:
     def start(self) -> "Agent":
         if not GPUHUB_AGENT_BIN.exists():
             raise ServerError(f"gpuhub-agent binary not found at {GPUHUB_AGENT_BIN}")
-        self._starts += 1
-        log = self.root / f"agent-stderr-{self._starts}.log"
-        self.logs.append(log)
-        env = dict(os.environ)
-        env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
-        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
-        env.update(self.extra_env)
-        self._expected_exit = False
         self._stopped = False
-        exec_deadline = time.monotonic() + 60
-        while True:
-            try:
-                with open(log, "wb") as errf, \
-                        open(self.root / f"agent-stdout-{self._starts}.log", "wb") as outf:
-                    self.proc = subprocess.Popen(self.args(), stdout=outf, stderr=errf, env=env,
-                                                 stdin=subprocess.DEVNULL)
-                break
-            except OSError:  # binary being relinked
-                if time.monotonic() > exec_deadline:
-                    raise
-                time.sleep(1)
+        self._spawn(self.args(), {**os.environ, **self.extra_env}, prefix="agent-")
         return self
 
     @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_text(self) -> str:
-        return "".join(p.read_text(errors="replace") for p in self.logs if p.exists())
 
     def count(self, text: str) -> int:
         return self.log_text().count(text)
@@ -748,52 +747,12 @@ class Agent:
             self.proc.send_signal(signal.SIGCONT)
         self._stopped = False
 
+    def _before_signal(self) -> None:
+        self.sigcont()  # a stopped process cannot act on SIGTERM
+
     def stop(self, timeout: float = 15.0) -> int:
         """SIGCONT (if stopped) then SIGTERM; waits and asserts exit code 0."""
-        assert self.proc is not None
-        self._expected_exit = True
-        if self.proc.poll() is None:
-            self.sigcont()
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"gpuhub-agent did not exit within {timeout}s of SIGTERM:\n"
-                                 + self.log_text()[-3000:])
-        self.exit_codes.append(rc)
-        assert rc == 0, f"gpuhub-agent exited with {rc} after SIGTERM:\n{self.log_text()[-3000:]}"
-        return rc
-
-    def kill9(self):
-        assert self.proc is not None
-        self._expected_exit = True
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-
-    def check_health(self) -> None:
-        text = self.log_text()
-        for marker in SANITIZER_MARKERS:
-            if marker in text:
-                idx = text.index(marker)
-                raise AssertionError(f"sanitizer report in gpuhub-agent stderr ({marker}):\n"
-                                     + text[max(0, idx - 500): idx + 6000])
-        if self.proc is not None and not self._expected_exit and self.proc.poll() is not None:
-            raise AssertionError(f"gpuhub-agent died unexpectedly with code "
-                                 f"{self.proc.returncode}:\n" + text[-3000:])
-
-    def teardown(self) -> None:
-        try:
-            if self.running():
-                self.stop()
-        finally:
-            if self.proc is not None and self.proc.poll() is None:
-                self.sigcont()
-                self.proc.kill()
-                self.proc.wait()
-        self.check_health()
+        return self._signal_and_wait(signal.SIGTERM, timeout)
 
 
 # ----- WebSocket clients (websocket-client) ---------------------------------
