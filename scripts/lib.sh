@@ -118,6 +118,24 @@ start_agent() {
   agent_logs+=("$log")
 }
 
+# Prints unix:///PATH of this host's Docker Engine API socket for the agent's
+# --docker-host: $DOCKER_HOST when it is unix://, else the first of Docker's,
+# root Podman's and this user's Podman socket that is a socket this user may
+# use. Prints nothing (and returns 1) when there is none.
+host_docker_host() {
+  local sock candidates=()
+  [[ ${DOCKER_HOST:-} == unix://* ]] && candidates+=("${DOCKER_HOST#unix://}")
+  candidates+=(/var/run/docker.sock /run/podman/podman.sock)
+  [[ -n ${XDG_RUNTIME_DIR:-} ]] && candidates+=("$XDG_RUNTIME_DIR/podman/podman.sock")
+  for sock in "${candidates[@]}"; do
+    if [[ -S $sock && -r $sock && -w $sock ]]; then
+      printf 'unix://%s\n' "$sock"
+      return 0
+    fi
+  done
+  return 1
+}
+
 # The admin password, when this script can know it.
 admin_password() {
   if [[ -n ${GPUHUB_ADMIN_PASSWORD:-} ]]; then

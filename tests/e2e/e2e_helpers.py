@@ -8,6 +8,7 @@ token, user creation, DB snapshots, raw sockets).
 from __future__ import annotations
 
 import base64
+import http.client
 import itertools
 import json
 import os
@@ -867,3 +868,132 @@ def sim_inventory(gpus=None, ip: str = "", hostname: str = "simhost") -> dict:
             "cpu": {"name": "Sim CPU", "cores": 8, "usage": 12.5},
             "memory": {"total": 32000, "used": 1000},
             "disk": {"total": 500, "used": 100}}
+
+
+# --------------------------------------------------------------------------
+# Containers: a private Podman service with the Docker Engine API
+# --------------------------------------------------------------------------
+PODMAN_SERVICE = REPO_ROOT / "scripts" / "podman-service"
+DOCKER_API = "/v1.41"  # the Docker Engine API version Podman 4.3 serves
+
+
+class PodmanUnavailable(Exception):
+    """Podman cannot serve or run containers on this host; the message says why."""
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over a Unix socket (the Docker Engine API)."""
+
+    def __init__(self, path: str, timeout: float = 30.0):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = str(path)
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.unix_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class Podman:
+    """`scripts/podman-service` on one directory: a Podman service with its own
+    configuration and storage, the test image already in it.
+
+    .socket       the service's Unix socket (Path)
+    .docker_host  "unix://" + socket, for gpuhub-agent --docker-host
+    .image        "localhost/gpuhub-test:latest": busybox; without a Cmd it serves
+                  /www on port 8080 (index.html holds INDEX_TEXT) and stays up
+    .cli(*args)   the podman CLI on the same storage
+    .containers() `podman ps -a` as a list of dicts
+    .api(...)     one Docker Engine API request on the socket
+    """
+
+    IMAGE = "localhost/gpuhub-test:latest"
+    INDEX_TEXT = "gpuhub-test image: httpd is up"  # as in scripts/podman-service
+    START_TIMEOUT = 120.0  # the script bounds its own wait; this catches a hang
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.image = self.IMAGE
+        self.socket: Path | None = None
+
+    @property
+    def docker_host(self) -> str:
+        assert self.socket is not None, "Podman service not started"
+        return f"unix://{self.socket}"
+
+    def log_text(self) -> str:
+        p = self.root / "podman.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def start(self) -> "Podman":
+        """Starts the service and proves that a container runs; raises
+        PodmanUnavailable (with the reason) when either fails."""
+        try:
+            r = subprocess.run([str(PODMAN_SERVICE), "start", str(self.root)],
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                               timeout=self.START_TIMEOUT)
+        except FileNotFoundError as e:
+            raise PodmanUnavailable(f"cannot run {PODMAN_SERVICE}: {e}") from None
+        except subprocess.TimeoutExpired:
+            raise PodmanUnavailable(f"`{PODMAN_SERVICE} start` did not finish within "
+                                    f"{self.START_TIMEOUT}s") from None
+        if r.returncode != 0:
+            raise PodmanUnavailable(f"`scripts/podman-service start` failed ({r.returncode}):\n"
+                                    + (r.stderr + r.stdout).strip())
+        self.socket = Path(r.stdout.strip().splitlines()[-1])
+        # The service answering does not prove that containers can run.
+        p = self.cli("run", "--rm", self.image, "/bin/echo", "ran", check=False)
+        if p.returncode != 0 or p.stdout.strip() != "ran":
+            raise PodmanUnavailable("the Podman service is up but `podman run` fails here:\n"
+                                    + (p.stderr + p.stdout).strip()[-3000:])
+        return self
+
+    def stop(self) -> None:
+        """Stops the service and removes every container in its storage."""
+        r = subprocess.run([str(PODMAN_SERVICE), "stop", str(self.root)],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, f"podman-service stop failed: {r.stderr}{r.stdout}"
+
+    def cli(self, *args: str, check: bool = True,
+            timeout: float = 60.0) -> subprocess.CompletedProcess:
+        """Runs `podman ARGS` on this service's storage; text output. With `check`,
+        a non-zero exit is an AssertionError that shows stderr."""
+        r = subprocess.run([str(PODMAN_SERVICE), "cli", str(self.root), *map(str, args)],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"podman {' '.join(map(str, args))} exited with "
+                                 f"{r.returncode}:\n{r.stderr}{r.stdout}")
+        return r
+
+    def containers(self) -> list:
+        """Every container in the storage (`podman ps -a --format json`)."""
+        out = self.cli("ps", "-a", "--format", "json").stdout.strip()
+        return json.loads(out) if out else []
+
+    def api(self, method: str, path: str, body=None, timeout: float = 30.0):
+        """One Docker Engine API request (`path` without the /v1.41 prefix);
+        returns (status, JSON body or text or None)."""
+        conn = UnixHTTPConnection(str(self.socket), timeout=timeout)
+        try:
+            headers = {}
+            data = None
+            if body is not None:
+                data = json.dumps(body).encode()
+                headers["Content-Type"] = "application/json"
+            conn.request(method, DOCKER_API + path, body=data, headers=headers)
+            resp = conn.getresponse()
+            raw = resp.read()
+        finally:
+            conn.close()
+        if not raw:
+            return resp.status, None
+        try:
+            return resp.status, json.loads(raw)
+        except ValueError:
+            return resp.status, raw.decode(errors="replace")
