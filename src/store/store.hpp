@@ -53,6 +53,42 @@ struct Machine {
   bool operator==(const Machine&) const = default;
 };
 
+// An entry of the image catalog that admins offer for containers.
+struct Image {
+  int64_t id = 0;
+  std::string name;         // shown to users, e.g. "PyTorch 2.3 + SSH"
+  std::string image;        // the container runtime's reference, e.g. "docker.io/lab/torch:2.3"
+  std::string description;  // may be empty
+  TimePoint created_at{};
+  bool operator==(const Image&) const = default;
+};
+
+// A published port of a container: container port -> host port on its machine.
+struct PortMapping {
+  int container = 0;
+  int host = 0;  // 0 until the agent has allocated it
+  bool operator==(const PortMapping&) const = default;
+};
+
+// A user's container on one machine. `status` is what the machine's agent last
+// reported ("creating", "created", "running", "exited", "paused", "restarting",
+// "dead", "gone"); `runtime_id` is the runtime's container id, empty until
+// created.
+struct Container {
+  int64_t id = 0;
+  int64_t user_id = 0;
+  std::string account;  // the owner's account at creation (runtime name, labels)
+  std::string machine_id;
+  std::string name;  // unique per user and machine
+  int64_t image_id = 0;
+  std::string image;  // the image reference it was created from
+  std::string status;
+  std::vector<PortMapping> ports;
+  std::string runtime_id;
+  TimePoint created_at{};
+  bool operator==(const Container&) const = default;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -68,7 +104,8 @@ class Store {
   // created_at. kNotFound if there is no such user.
   virtual Status UpdateUser(const User& user) = 0;
 
-  // Deletes the user. kNotFound if there is no such user.
+  // Deletes the user and their container records. kNotFound if there is no
+  // such user.
   virtual Status DeleteUser(int64_t id) = 0;
 
   // Records that the token with `jti` is revoked until `expires_at`.
@@ -88,11 +125,39 @@ class Store {
   // Every machine, ordered by id.
   virtual Result<std::vector<Machine>> ListMachines() = 0;
 
-  // kNotFound "Machine not found" for an unknown id.
+  // kNotFound "Machine not found" for an unknown id. The machine's container
+  // records go with it.
   virtual Status DeleteMachine(const std::string& id) = 0;
   virtual Status SetMachineToken(const std::string& id, const std::string& token_hash) = 0;
   virtual Status SetMachineSeen(const std::string& id, TimePoint last_seen,
                                 const std::string& ip) = 0;
+
+  // Inserts `image` (its id is ignored) and returns it with the new id. Ids are
+  // never reused.
+  virtual Result<Image> CreateImage(const Image& image) = 0;
+  // Every image, ordered by id.
+  virtual Result<std::vector<Image>> ListImages() = 0;
+  // kNotFound "Image not found"; kConflict "Image is used by containers" while
+  // a container record names it.
+  virtual Status DeleteImage(int64_t id) = 0;
+
+  // Inserts `container` (its id is ignored) and returns it with the new id.
+  // Ids are never reused. kConflict "Container name already taken" when the
+  // user already has a container of that name on that machine; kNotFound
+  // "Machine not found" / "Image not found" / "User not found" when one of
+  // those does not exist.
+  virtual Result<Container> CreateContainer(const Container& container) = 0;
+  // kNotFound "Container not found".
+  virtual Result<Container> GetContainer(int64_t id) = 0;
+  // Containers ordered by id: all of them (nullopt), or those of one user, or
+  // those on one machine.
+  virtual Result<std::vector<Container>> ListContainers(std::optional<int64_t> user_id,
+                                                        std::optional<std::string> machine_id) = 0;
+  // Replaces status, ports and runtime_id of the container with `c.id`.
+  // kNotFound "Container not found".
+  virtual Status UpdateContainer(const Container& c) = 0;
+  // kNotFound "Container not found".
+  virtual Status DeleteContainer(int64_t id) = 0;
 };
 
 // Opens (creating if needed) the SQLite database at `path` in WAL mode and

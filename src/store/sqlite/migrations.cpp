@@ -39,6 +39,37 @@ CREATE TABLE machines (
   ip         TEXT NOT NULL DEFAULT ''
 );
 )sql"},
+    // ports: a JSON array such as [{"container":22,"host":40022}]. image_id has
+    // no ON DELETE action, which (foreign keys being immediate) refuses to
+    // delete an image a container names, as RESTRICT would, but reports
+    // SQLITE_CONSTRAINT_FOREIGNKEY where RESTRICT reports
+    // SQLITE_CONSTRAINT_TRIGGER. The unique index on (user_id, machine_id,
+    // name) serves lookups by user as well.
+    Migration{3, R"sql(
+CREATE TABLE images (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  name        TEXT NOT NULL,
+  image       TEXT NOT NULL,
+  description TEXT NOT NULL,
+  created_at  INTEGER NOT NULL
+);
+CREATE TABLE containers (
+  id         INTEGER PRIMARY KEY AUTOINCREMENT,
+  user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  account    TEXT NOT NULL,
+  machine_id TEXT NOT NULL REFERENCES machines (id) ON DELETE CASCADE,
+  name       TEXT NOT NULL,
+  image_id   INTEGER NOT NULL REFERENCES images (id),
+  image      TEXT NOT NULL,
+  status     TEXT NOT NULL,
+  ports      TEXT NOT NULL,
+  runtime_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  UNIQUE (user_id, machine_id, name)
+);
+CREATE INDEX containers_machine_id ON containers (machine_id);
+CREATE INDEX containers_image_id ON containers (image_id);
+)sql"},
 };
 
 Status Fail(sqlite3* db, std::string_view what) {

@@ -1,5 +1,8 @@
 #include "store/sqlite/sqlite_store.hpp"
 
+#include <array>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string_view>
 #include <utility>
 
@@ -12,6 +15,11 @@ namespace {
 constexpr std::string_view kUserColumns =
     "id, account, password_hash, nickname, email, phone, role, photo_kind, photo_ref, "
     "photo_type, photo_version, created_at";
+constexpr std::string_view kMachineColumns = "id, token_hash, created_at, last_seen, ip";
+constexpr std::string_view kImageColumns = "id, name, image, description, created_at";
+constexpr std::string_view kContainerColumns =
+    "id, user_id, account, machine_id, name, image_id, image, status, ports, runtime_id, "
+    "created_at";
 
 Error DbError(sqlite3* db, std::string_view what) {
   return Internal(std::string(what) + ": " + sqlite3_errmsg(db));
@@ -34,12 +42,26 @@ class ScopedReset {
 };
 
 // Binders; the text must outlive the step (SQLITE_STATIC): ScopedReset clears
-// the bindings before the caller's strings go away.
-int BindText(sqlite3_stmt* stmt, int index, std::string_view text) {
+// the bindings before the caller's strings go away. A nullopt binds NULL.
+int BindValue(sqlite3_stmt* stmt, int index, std::string_view text) {
   return sqlite3_bind_text64(stmt, index, text.data(), text.size(), nullptr, SQLITE_UTF8);
 }
-int BindOptionalText(sqlite3_stmt* stmt, int index, const std::optional<std::string>& text) {
-  return text ? BindText(stmt, index, *text) : sqlite3_bind_null(stmt, index);
+int BindValue(sqlite3_stmt* stmt, int index, int64_t value) {
+  return sqlite3_bind_int64(stmt, index, value);
+}
+template <typename T>
+int BindValue(sqlite3_stmt* stmt, int index, const std::optional<T>& value) {
+  return value ? BindValue(stmt, index, *value) : sqlite3_bind_null(stmt, index);
+}
+
+// Binds `values` to parameters 1..N in order. Returns the first failing sqlite
+// code or SQLITE_OK.
+template <typename... Values>
+int BindAll([[maybe_unused]] sqlite3_stmt* stmt, const Values&... values) {
+  [[maybe_unused]] int index = 0;
+  int rc = SQLITE_OK;
+  ((rc = rc == SQLITE_OK ? BindValue(stmt, ++index, values) : rc), ...);
+  return rc;
 }
 
 std::string ColumnText(sqlite3_stmt* stmt, int column) {
@@ -50,6 +72,83 @@ std::string ColumnText(sqlite3_stmt* stmt, int column) {
 std::optional<std::string> ColumnOptionalText(sqlite3_stmt* stmt, int column) {
   if (sqlite3_column_type(stmt, column) == SQLITE_NULL) return std::nullopt;
   return ColumnText(stmt, column);
+}
+TimePoint ColumnTime(sqlite3_stmt* stmt, int column) {
+  return FromUnixSeconds(sqlite3_column_int64(stmt, column));
+}
+
+// How to judge a statement that returns no rows.
+struct WriteOp {
+  std::string_view what;            // names the operation in kInternal errors
+  std::string_view not_found = {};  // if set: kNotFound with it when no row changed
+  int conflict_code = 0;            // an extended result code the caller caused...
+  std::string_view conflict = {};   // ...and the kConflict message it becomes
+};
+
+// Steps a bound statement that returns no rows and judges it per `op`.
+Status Step(sqlite3_stmt* stmt, const WriteOp& op) {
+  sqlite3* db = sqlite3_db_handle(stmt);
+  if (sqlite3_step(stmt) != SQLITE_DONE) {
+    if (op.conflict_code != 0 && sqlite3_extended_errcode(db) == op.conflict_code) {
+      return Conflict(std::string(op.conflict));
+    }
+    return DbError(db, op.what);
+  }
+  if (!op.not_found.empty() && sqlite3_changes(db) == 0) return NotFound(std::string(op.not_found));
+  return Status::Ok();
+}
+
+// Binds `values` to the reused `stmt`, steps it per `op`, and resets it.
+template <typename... Values>
+Status Write(sqlite3_stmt* stmt, const WriteOp& op, const Values&... values) {
+  ScopedReset reset(stmt);
+  if (BindAll(stmt, values...) != SQLITE_OK) return DbError(sqlite3_db_handle(stmt), op.what);
+  return Step(stmt, op);
+}
+
+// Binds `values` to the reused query `stmt`, reads every row with `read`, and
+// resets it.
+template <typename T, typename... Values>
+Result<std::vector<T>> Query(sqlite3_stmt* stmt, std::string_view what,
+                             Result<T> (*read)(sqlite3_stmt*), const Values&... values) {
+  ScopedReset reset(stmt);
+  if (BindAll(stmt, values...) != SQLITE_OK) return DbError(sqlite3_db_handle(stmt), what);
+  std::vector<T> rows;
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    Result<T> row = read(stmt);
+    if (!row.ok()) return row.error();
+    rows.push_back(std::move(row).value());
+  }
+  if (rc != SQLITE_DONE) return DbError(sqlite3_db_handle(stmt), what);
+  return rows;
+}
+
+// `row` as the insert just stepped stored it: with its new id, and created_at
+// in whole seconds.
+template <typename Row>
+Row AsInserted(sqlite3* db, Row row) {
+  row.id = sqlite3_last_insert_rowid(db);
+  row.created_at = FromUnixSeconds(ToUnixSeconds(row.created_at));
+  return row;
+}
+
+Status Exec(sqlite3* db, const char* sql) {
+  if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) return DbError(db, sql);
+  return Status::Ok();
+}
+
+// Runs `body` (returning a Status or Result) inside BEGIN IMMEDIATE and
+// commits if it succeeds; rolls back if it or the commit fails.
+template <typename Body>
+auto InWriteTransaction(sqlite3* db, Body body) -> decltype(body()) {
+  if (Status s = Exec(db, "BEGIN IMMEDIATE"); !s.ok()) return s.error();
+  decltype(body()) result = body();
+  if (result.ok()) {
+    if (Status s = Exec(db, "COMMIT"); !s.ok()) result = s.error();
+  }
+  if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+  return result;
 }
 
 std::string_view PhotoKindName(Photo::Kind kind) {
@@ -66,16 +165,16 @@ int BindUserFields(sqlite3_stmt* stmt, int first, const User& user) {
     if (rc == SQLITE_OK) rc = r;
     ++i;
   };
-  bind(BindText(stmt, i, user.password_hash));
-  bind(BindText(stmt, i, user.nickname));
-  bind(BindOptionalText(stmt, i, user.email));
-  bind(BindOptionalText(stmt, i, user.phone));
-  bind(BindText(stmt, i, user.role));
+  bind(BindValue(stmt, i, user.password_hash));
+  bind(BindValue(stmt, i, user.nickname));
+  bind(BindValue(stmt, i, user.email));
+  bind(BindValue(stmt, i, user.phone));
+  bind(BindValue(stmt, i, user.role));
   if (user.photo) {
-    bind(BindText(stmt, i, PhotoKindName(user.photo->kind)));
-    bind(BindText(stmt, i, user.photo->ref));
-    bind(BindText(stmt, i, user.photo->content_type));
-    bind(BindText(stmt, i, user.photo->version));
+    bind(BindValue(stmt, i, PhotoKindName(user.photo->kind)));
+    bind(BindValue(stmt, i, user.photo->ref));
+    bind(BindValue(stmt, i, user.photo->content_type));
+    bind(BindValue(stmt, i, user.photo->version));
   } else {
     for (int k = 0; k < 4; ++k) bind(sqlite3_bind_null(stmt, i));
   }
@@ -106,8 +205,91 @@ Result<User> ReadUser(sqlite3_stmt* stmt) {
     photo.version = ColumnText(stmt, 10);
     user.photo = std::move(photo);
   }
-  user.created_at = FromUnixSeconds(sqlite3_column_int64(stmt, 11));
+  user.created_at = ColumnTime(stmt, 11);
   return user;
+}
+
+// Reads a row laid out as kMachineColumns.
+Result<Machine> ReadMachine(sqlite3_stmt* stmt) {
+  Machine m;
+  m.id = ColumnText(stmt, 0);
+  m.token_hash = ColumnText(stmt, 1);
+  m.created_at = ColumnTime(stmt, 2);
+  if (sqlite3_column_type(stmt, 3) != SQLITE_NULL) m.last_seen = ColumnTime(stmt, 3);
+  m.ip = ColumnText(stmt, 4);
+  return m;
+}
+
+// Reads a row laid out as kImageColumns.
+Result<Image> ReadImage(sqlite3_stmt* stmt) {
+  Image image;
+  image.id = sqlite3_column_int64(stmt, 0);
+  image.name = ColumnText(stmt, 1);
+  image.image = ColumnText(stmt, 2);
+  image.description = ColumnText(stmt, 3);
+  image.created_at = ColumnTime(stmt, 4);
+  return image;
+}
+
+// Ports as stored in containers.ports: [{"container":22,"host":40022}].
+std::string FormatPorts(const std::vector<PortMapping>& ports) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const PortMapping& p : ports) {
+    list.push_back(nlohmann::json{{"container", p.container}, {"host", p.host}});
+  }
+  return list.dump();
+}
+
+// The inverse of FormatPorts; nullopt if `text` is not such a list.
+std::optional<std::vector<PortMapping>> ParsePorts(std::string_view text) {
+  const nlohmann::json list = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!list.is_array()) return std::nullopt;
+  std::vector<PortMapping> ports;
+  for (const nlohmann::json& entry : list) {
+    const auto container = entry.find("container");
+    const auto host = entry.find("host");
+    if (container == entry.end() || host == entry.end() || !container->is_number_integer() ||
+        !host->is_number_integer()) {
+      return std::nullopt;
+    }
+    ports.push_back({container->get<int>(), host->get<int>()});
+  }
+  return ports;
+}
+
+// Reads a row laid out as kContainerColumns.
+Result<Container> ReadContainer(sqlite3_stmt* stmt) {
+  Container c;
+  c.id = sqlite3_column_int64(stmt, 0);
+  c.user_id = sqlite3_column_int64(stmt, 1);
+  c.account = ColumnText(stmt, 2);
+  c.machine_id = ColumnText(stmt, 3);
+  c.name = ColumnText(stmt, 4);
+  c.image_id = sqlite3_column_int64(stmt, 5);
+  c.image = ColumnText(stmt, 6);
+  c.status = ColumnText(stmt, 7);
+  std::optional<std::vector<PortMapping>> ports = ParsePorts(ColumnText(stmt, 8));
+  if (!ports) return Internal("container " + std::to_string(c.id) + " has malformed ports");
+  c.ports = std::move(*ports);
+  c.runtime_id = ColumnText(stmt, 9);
+  c.created_at = ColumnTime(stmt, 10);
+  return c;
+}
+
+// kNotFound naming the first of the container's machine, image and user that
+// does not exist. `stmt` is Statements::container_refs_exist.
+Status CheckContainerRefs(sqlite3_stmt* stmt, const Container& c) {
+  ScopedReset reset(stmt);
+  if (BindAll(stmt, c.machine_id, c.image_id, c.user_id) != SQLITE_OK ||
+      sqlite3_step(stmt) != SQLITE_ROW) {
+    return DbError(sqlite3_db_handle(stmt), "create container");
+  }
+  constexpr std::array<const char*, 3> kMissing = {"Machine not found", "Image not found",
+                                                   "User not found"};
+  for (int i = 0; i < static_cast<int>(kMissing.size()); ++i) {
+    if (sqlite3_column_int(stmt, i) == 0) return NotFound(kMissing[i]);
+  }
+  return Status::Ok();
 }
 
 Result<StmtPtr> Prepare(sqlite3* db, std::string_view sql) {
@@ -125,6 +307,8 @@ Result<Statements> PrepareAll(sqlite3* db) {
     StmtPtr* slot;
     std::string sql;
   };
+  const std::string select_container =
+      "SELECT " + std::string(kContainerColumns) + " FROM containers WHERE ";
   const Entry entries[] = {
       {&s.create_user,
        "INSERT INTO users (password_hash, nickname, email, phone, role, photo_kind, photo_ref, "
@@ -133,6 +317,7 @@ Result<Statements> PrepareAll(sqlite3* db) {
       {&s.update_user,
        "UPDATE users SET password_hash = ?, nickname = ?, email = ?, phone = ?, role = ?, "
        "photo_kind = ?, photo_ref = ?, photo_type = ?, photo_version = ? WHERE id = ?"},
+      // Its containers go by ON DELETE CASCADE.
       {&s.delete_user, "DELETE FROM users WHERE id = ?"},
       // Revoking again keeps the later expiry.
       {&s.revoke_token,
@@ -142,12 +327,30 @@ Result<Statements> PrepareAll(sqlite3* db) {
        "SELECT jti FROM revoked_tokens WHERE expires_at > ? ORDER BY expires_at, jti"},
       {&s.prune_revoked_tokens, "DELETE FROM revoked_tokens WHERE expires_at <= ?"},
       {&s.create_machine,
-       "INSERT INTO machines (id, token_hash, created_at, last_seen, ip) VALUES (?, ?, ?, ?, ?)"},
-      {&s.list_machines,
-       "SELECT id, token_hash, created_at, last_seen, ip FROM machines ORDER BY id"},
+       "INSERT INTO machines (" + std::string(kMachineColumns) + ") VALUES (?, ?, ?, ?, ?)"},
+      {&s.list_machines, "SELECT " + std::string(kMachineColumns) + " FROM machines ORDER BY id"},
+      // Its containers go by ON DELETE CASCADE.
       {&s.delete_machine, "DELETE FROM machines WHERE id = ?"},
       {&s.set_machine_token, "UPDATE machines SET token_hash = ? WHERE id = ?"},
       {&s.set_machine_seen, "UPDATE machines SET last_seen = ?, ip = ? WHERE id = ?"},
+      {&s.create_image,
+       "INSERT INTO images (name, image, description, created_at) VALUES (?, ?, ?, ?)"},
+      {&s.list_images, "SELECT " + std::string(kImageColumns) + " FROM images ORDER BY id"},
+      // Fails with SQLITE_CONSTRAINT_FOREIGNKEY while a container names it.
+      {&s.delete_image, "DELETE FROM images WHERE id = ?"},
+      {&s.container_refs_exist,
+       "SELECT EXISTS (SELECT 1 FROM machines WHERE id = ?), "
+       "EXISTS (SELECT 1 FROM images WHERE id = ?), EXISTS (SELECT 1 FROM users WHERE id = ?)"},
+      {&s.create_container,
+       "INSERT INTO containers (user_id, account, machine_id, name, image_id, image, status, "
+       "ports, runtime_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+      {&s.get_container, select_container + "id = ?"},
+      {&s.list_containers, select_container +
+                               "(?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR machine_id = ?2) " +
+                               "ORDER BY id"},
+      {&s.update_container,
+       "UPDATE containers SET status = ?, ports = ?, runtime_id = ? WHERE id = ?"},
+      {&s.delete_container, "DELETE FROM containers WHERE id = ?"},
   };
   for (const Entry& e : entries) {
     Result<StmtPtr> stmt = Prepare(db, e.sql);
@@ -163,11 +366,6 @@ Result<std::string> PragmaText(sqlite3* db, std::string_view sql) {
   if (!stmt.ok()) return stmt.error();
   if (sqlite3_step(stmt->get()) != SQLITE_ROW) return DbError(db, sql);
   return ColumnText(stmt->get(), 0);
-}
-
-Status Exec(sqlite3* db, const char* sql) {
-  if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) return DbError(db, sql);
-  return Status::Ok();
 }
 
 }  // namespace
@@ -190,6 +388,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) 
   if (*mode != "wal")
     return Internal("open " + path + ": cannot use WAL, journal_mode is " + *mode);
   if (Status s = Exec(db.get(), "PRAGMA synchronous = FULL"); !s.ok()) return s.error();
+  // The containers' references rely on it: the cascades, and keeping images in use.
   if (Status s = Exec(db.get(), "PRAGMA foreign_keys = ON"); !s.ok()) return s.error();
 
   if (Status s = ApplyMigrations(db.get(), Migrations()); !s.ok()) return s.error();
@@ -206,175 +405,169 @@ Result<User> SqliteStore::CreateUser(const User& user) {
   std::lock_guard lock(mu_);
   sqlite3_stmt* stmt = stmts_.create_user.get();
   ScopedReset reset(stmt);
-  const int64_t created_at = ToUnixSeconds(user.created_at);
-  if (BindUserFields(stmt, 1, user) != SQLITE_OK || BindText(stmt, 10, user.account) != SQLITE_OK ||
-      sqlite3_bind_int64(stmt, 11, created_at) != SQLITE_OK) {
+  if (BindUserFields(stmt, 1, user) != SQLITE_OK ||
+      BindValue(stmt, 10, user.account) != SQLITE_OK ||
+      BindValue(stmt, 11, ToUnixSeconds(user.created_at)) != SQLITE_OK) {
     return DbError(db_.get(), "create user");
   }
-  if (sqlite3_step(stmt) != SQLITE_DONE) {
-    if (sqlite3_extended_errcode(db_.get()) == SQLITE_CONSTRAINT_UNIQUE) {
-      return Conflict("Account already exists");
-    }
-    return DbError(db_.get(), "create user");
+  if (Status s = Step(stmt, {.what = "create user",
+                             .conflict_code = SQLITE_CONSTRAINT_UNIQUE,
+                             .conflict = "Account already exists"});
+      !s.ok()) {
+    return s.error();
   }
-  User created = user;
-  created.id = sqlite3_last_insert_rowid(db_.get());
-  created.created_at = FromUnixSeconds(created_at);  // as stored: whole seconds
-  return created;
+  return AsInserted(db_.get(), user);
 }
 
 Result<std::vector<User>> SqliteStore::ListUsers() {
   std::lock_guard lock(mu_);
-  sqlite3_stmt* stmt = stmts_.list_users.get();
-  ScopedReset reset(stmt);
-  std::vector<User> users;
-  int rc;
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-    Result<User> user = ReadUser(stmt);
-    if (!user.ok()) return user.error();
-    users.push_back(std::move(user).value());
-  }
-  if (rc != SQLITE_DONE) return DbError(db_.get(), "list users");
-  return users;
+  return Query(stmts_.list_users.get(), "list users", ReadUser);
 }
 
 Status SqliteStore::UpdateUser(const User& user) {
   std::lock_guard lock(mu_);
   sqlite3_stmt* stmt = stmts_.update_user.get();
   ScopedReset reset(stmt);
-  if (BindUserFields(stmt, 1, user) != SQLITE_OK ||
-      sqlite3_bind_int64(stmt, 10, user.id) != SQLITE_OK) {
+  if (BindUserFields(stmt, 1, user) != SQLITE_OK || BindValue(stmt, 10, user.id) != SQLITE_OK) {
     return DbError(db_.get(), "update user");
   }
-  if (sqlite3_step(stmt) != SQLITE_DONE) return DbError(db_.get(), "update user");
-  if (sqlite3_changes(db_.get()) == 0) return NotFound("User not found");
-  return Status::Ok();
+  return Step(stmt, {.what = "update user", .not_found = "User not found"});
 }
 
 Status SqliteStore::DeleteUser(int64_t id) {
   std::lock_guard lock(mu_);
-  sqlite3_stmt* stmt = stmts_.delete_user.get();
-  ScopedReset reset(stmt);
-  if (sqlite3_bind_int64(stmt, 1, id) != SQLITE_OK) return DbError(db_.get(), "delete user");
-  if (sqlite3_step(stmt) != SQLITE_DONE) return DbError(db_.get(), "delete user");
-  if (sqlite3_changes(db_.get()) == 0) return NotFound("User not found");
-  return Status::Ok();
+  return Write(stmts_.delete_user.get(), {.what = "delete user", .not_found = "User not found"},
+               id);
 }
 
 Status SqliteStore::RevokeToken(const std::string& jti, TimePoint expires_at) {
   std::lock_guard lock(mu_);
-  sqlite3_stmt* stmt = stmts_.revoke_token.get();
-  ScopedReset reset(stmt);
-  if (BindText(stmt, 1, jti) != SQLITE_OK ||
-      sqlite3_bind_int64(stmt, 2, ToUnixSeconds(expires_at)) != SQLITE_OK) {
-    return DbError(db_.get(), "revoke token");
-  }
-  if (sqlite3_step(stmt) != SQLITE_DONE) return DbError(db_.get(), "revoke token");
-  return Status::Ok();
+  return Write(stmts_.revoke_token.get(), {.what = "revoke token"}, jti, ToUnixSeconds(expires_at));
 }
 
 Result<std::vector<std::string>> SqliteStore::ListRevokedTokens(TimePoint now) {
   std::lock_guard lock(mu_);
-  sqlite3_stmt* stmt = stmts_.list_revoked_tokens.get();
-  ScopedReset reset(stmt);
-  if (sqlite3_bind_int64(stmt, 1, ToUnixSeconds(now)) != SQLITE_OK) {
-    return DbError(db_.get(), "list revoked tokens");
-  }
-  std::vector<std::string> jtis;
-  int rc;
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) jtis.push_back(ColumnText(stmt, 0));
-  if (rc != SQLITE_DONE) return DbError(db_.get(), "list revoked tokens");
-  return jtis;
+  return Query<std::string>(
+      stmts_.list_revoked_tokens.get(), "list revoked tokens",
+      [](sqlite3_stmt* row) -> Result<std::string> { return ColumnText(row, 0); },
+      ToUnixSeconds(now));
 }
 
 Status SqliteStore::PruneRevokedTokens(TimePoint now) {
   std::lock_guard lock(mu_);
-  sqlite3_stmt* stmt = stmts_.prune_revoked_tokens.get();
-  ScopedReset reset(stmt);
-  if (sqlite3_bind_int64(stmt, 1, ToUnixSeconds(now)) != SQLITE_OK) {
-    return DbError(db_.get(), "prune revoked tokens");
-  }
-  if (sqlite3_step(stmt) != SQLITE_DONE) return DbError(db_.get(), "prune revoked tokens");
-  return Status::Ok();
+  return Write(stmts_.prune_revoked_tokens.get(), {.what = "prune revoked tokens"},
+               ToUnixSeconds(now));
 }
 
 Status SqliteStore::CreateMachine(const Machine& m) {
   std::lock_guard lock(mu_);
-  sqlite3_stmt* stmt = stmts_.create_machine.get();
-  ScopedReset reset(stmt);
-  int rc = BindText(stmt, 1, m.id);
-  if (rc == SQLITE_OK) rc = BindText(stmt, 2, m.token_hash);
-  if (rc == SQLITE_OK) rc = sqlite3_bind_int64(stmt, 3, ToUnixSeconds(m.created_at));
-  if (rc == SQLITE_OK) {
-    rc = m.last_seen ? sqlite3_bind_int64(stmt, 4, ToUnixSeconds(*m.last_seen))
-                     : sqlite3_bind_null(stmt, 4);
-  }
-  if (rc == SQLITE_OK) rc = BindText(stmt, 5, m.ip);
-  if (rc != SQLITE_OK) return DbError(db_.get(), "create machine");
-  if (sqlite3_step(stmt) != SQLITE_DONE) {
-    if (sqlite3_extended_errcode(db_.get()) == SQLITE_CONSTRAINT_PRIMARYKEY) {
-      return Conflict("Machine already exists");
-    }
-    return DbError(db_.get(), "create machine");
-  }
-  return Status::Ok();
+  std::optional<int64_t> last_seen;
+  if (m.last_seen) last_seen = ToUnixSeconds(*m.last_seen);
+  return Write(stmts_.create_machine.get(),
+               {.what = "create machine",
+                .conflict_code = SQLITE_CONSTRAINT_PRIMARYKEY,
+                .conflict = "Machine already exists"},
+               m.id, m.token_hash, ToUnixSeconds(m.created_at), last_seen, m.ip);
 }
 
 Result<std::vector<Machine>> SqliteStore::ListMachines() {
   std::lock_guard lock(mu_);
-  sqlite3_stmt* stmt = stmts_.list_machines.get();
-  ScopedReset reset(stmt);
-  std::vector<Machine> machines;
-  int rc;
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-    Machine m;
-    m.id = ColumnText(stmt, 0);
-    m.token_hash = ColumnText(stmt, 1);
-    m.created_at = FromUnixSeconds(sqlite3_column_int64(stmt, 2));
-    if (sqlite3_column_type(stmt, 3) != SQLITE_NULL) {
-      m.last_seen = FromUnixSeconds(sqlite3_column_int64(stmt, 3));
-    }
-    m.ip = ColumnText(stmt, 4);
-    machines.push_back(std::move(m));
-  }
-  if (rc != SQLITE_DONE) return DbError(db_.get(), "list machines");
-  return machines;
-}
-
-Status SqliteStore::StepMachineChange(sqlite3_stmt* stmt, std::string_view what) {
-  if (sqlite3_step(stmt) != SQLITE_DONE) return DbError(db_.get(), what);
-  if (sqlite3_changes(db_.get()) == 0) return NotFound("Machine not found");
-  return Status::Ok();
+  return Query(stmts_.list_machines.get(), "list machines", ReadMachine);
 }
 
 Status SqliteStore::DeleteMachine(const std::string& id) {
   std::lock_guard lock(mu_);
-  sqlite3_stmt* stmt = stmts_.delete_machine.get();
-  ScopedReset reset(stmt);
-  if (BindText(stmt, 1, id) != SQLITE_OK) return DbError(db_.get(), "delete machine");
-  return StepMachineChange(stmt, "delete machine");
+  return Write(stmts_.delete_machine.get(),
+               {.what = "delete machine", .not_found = "Machine not found"}, id);
 }
 
 Status SqliteStore::SetMachineToken(const std::string& id, const std::string& token_hash) {
   std::lock_guard lock(mu_);
-  sqlite3_stmt* stmt = stmts_.set_machine_token.get();
-  ScopedReset reset(stmt);
-  if (BindText(stmt, 1, token_hash) != SQLITE_OK || BindText(stmt, 2, id) != SQLITE_OK) {
-    return DbError(db_.get(), "set machine token");
-  }
-  return StepMachineChange(stmt, "set machine token");
+  return Write(stmts_.set_machine_token.get(),
+               {.what = "set machine token", .not_found = "Machine not found"}, token_hash, id);
 }
 
 Status SqliteStore::SetMachineSeen(const std::string& id, TimePoint last_seen,
                                    const std::string& ip) {
   std::lock_guard lock(mu_);
-  sqlite3_stmt* stmt = stmts_.set_machine_seen.get();
-  ScopedReset reset(stmt);
-  if (sqlite3_bind_int64(stmt, 1, ToUnixSeconds(last_seen)) != SQLITE_OK ||
-      BindText(stmt, 2, ip) != SQLITE_OK || BindText(stmt, 3, id) != SQLITE_OK) {
-    return DbError(db_.get(), "set machine seen");
+  return Write(stmts_.set_machine_seen.get(),
+               {.what = "set machine seen", .not_found = "Machine not found"},
+               ToUnixSeconds(last_seen), ip, id);
+}
+
+Result<Image> SqliteStore::CreateImage(const Image& image) {
+  std::lock_guard lock(mu_);
+  if (Status s = Write(stmts_.create_image.get(), {.what = "create image"}, image.name, image.image,
+                       image.description, ToUnixSeconds(image.created_at));
+      !s.ok()) {
+    return s.error();
   }
-  return StepMachineChange(stmt, "set machine seen");
+  return AsInserted(db_.get(), image);
+}
+
+Result<std::vector<Image>> SqliteStore::ListImages() {
+  std::lock_guard lock(mu_);
+  return Query(stmts_.list_images.get(), "list images", ReadImage);
+}
+
+Status SqliteStore::DeleteImage(int64_t id) {
+  std::lock_guard lock(mu_);
+  return Write(stmts_.delete_image.get(),
+               {.what = "delete image",
+                .not_found = "Image not found",
+                .conflict_code = SQLITE_CONSTRAINT_FOREIGNKEY,
+                .conflict = "Image is used by containers"},
+               id);
+}
+
+Result<Container> SqliteStore::CreateContainer(const Container& c) {
+  std::lock_guard lock(mu_);
+  const std::string ports = FormatPorts(c.ports);
+  // The checks and the insert share the write lock, so no other connection can
+  // delete a referenced row in between.
+  return InWriteTransaction(db_.get(), [&]() -> Result<Container> {
+    if (Status s = CheckContainerRefs(stmts_.container_refs_exist.get(), c); !s.ok()) {
+      return s.error();
+    }
+    if (Status s = Write(stmts_.create_container.get(),
+                         {.what = "create container",
+                          .conflict_code = SQLITE_CONSTRAINT_UNIQUE,
+                          .conflict = "Container name already taken"},
+                         c.user_id, c.account, c.machine_id, c.name, c.image_id, c.image, c.status,
+                         ports, c.runtime_id, ToUnixSeconds(c.created_at));
+        !s.ok()) {
+      return s.error();
+    }
+    return AsInserted(db_.get(), c);
+  });
+}
+
+Result<Container> SqliteStore::GetContainer(int64_t id) {
+  std::lock_guard lock(mu_);
+  Result<std::vector<Container>> rows =
+      Query(stmts_.get_container.get(), "get container", ReadContainer, id);
+  if (!rows.ok()) return rows.error();
+  if (rows->empty()) return NotFound("Container not found");
+  return std::move(rows->front());
+}
+
+Result<std::vector<Container>> SqliteStore::ListContainers(std::optional<int64_t> user_id,
+                                                           std::optional<std::string> machine_id) {
+  std::lock_guard lock(mu_);
+  return Query(stmts_.list_containers.get(), "list containers", ReadContainer, user_id, machine_id);
+}
+
+Status SqliteStore::UpdateContainer(const Container& c) {
+  std::lock_guard lock(mu_);
+  return Write(stmts_.update_container.get(),
+               {.what = "update container", .not_found = "Container not found"}, c.status,
+               FormatPorts(c.ports), c.runtime_id, c.id);
+}
+
+Status SqliteStore::DeleteContainer(int64_t id) {
+  std::lock_guard lock(mu_);
+  return Write(stmts_.delete_container.get(),
+               {.what = "delete container", .not_found = "Container not found"}, id);
 }
 
 }  // namespace gpuhub::store::sqlite

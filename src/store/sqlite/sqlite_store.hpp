@@ -1,9 +1,10 @@
 // SqliteStore: the Store on one SQLite file in WAL mode.
 //
 // Thread-safety: one connection, guarded by one mutex; every method holds it
-// for its whole statement, so a SqliteStore may be used from any thread and
-// calls are serialized. Each method is a single auto-committed statement with
-// synchronous=FULL, so a successful return is durable even against power loss.
+// for its whole call, so a SqliteStore may be used from any thread and calls
+// are serialized. Each method is a single auto-committed statement, except
+// CreateContainer, which checks and inserts in one BEGIN IMMEDIATE transaction;
+// with synchronous=FULL a successful return is durable even against power loss.
 // Other processes may open the same file; they wait up to kBusyTimeoutMs for
 // its lock. Private to src/store: others use OpenSqliteStore in store.hpp.
 #pragma once
@@ -12,6 +13,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +46,15 @@ struct Statements {
   StmtPtr delete_machine;
   StmtPtr set_machine_token;
   StmtPtr set_machine_seen;
+  StmtPtr create_image;
+  StmtPtr list_images;
+  StmtPtr delete_image;
+  StmtPtr container_refs_exist;
+  StmtPtr create_container;
+  StmtPtr get_container;
+  StmtPtr list_containers;
+  StmtPtr update_container;
+  StmtPtr delete_container;
 };
 
 class SqliteStore final : public Store {
@@ -67,11 +78,17 @@ class SqliteStore final : public Store {
   Status DeleteMachine(const std::string& id) override;
   Status SetMachineToken(const std::string& id, const std::string& token_hash) override;
   Status SetMachineSeen(const std::string& id, TimePoint last_seen, const std::string& ip) override;
+  Result<Image> CreateImage(const Image& image) override;
+  Result<std::vector<Image>> ListImages() override;
+  Status DeleteImage(int64_t id) override;
+  Result<Container> CreateContainer(const Container& container) override;
+  Result<Container> GetContainer(int64_t id) override;
+  Result<std::vector<Container>> ListContainers(std::optional<int64_t> user_id,
+                                                std::optional<std::string> machine_id) override;
+  Status UpdateContainer(const Container& c) override;
+  Status DeleteContainer(int64_t id) override;
 
  private:
-  // Steps a bound statement that changes at most one machine row.
-  Status StepMachineChange(sqlite3_stmt* stmt, std::string_view what);
-
   std::mutex mu_;
   DbPtr db_;          // declared before stmts_: statements are finalized first
   Statements stmts_;  // guarded by mu_

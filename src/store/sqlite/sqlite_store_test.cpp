@@ -6,9 +6,12 @@
 #include <stdlib.h>
 
 #include <array>
+#include <chrono>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/time_util.hpp"
 #include "store/sqlite/migrations.hpp"
@@ -348,6 +351,351 @@ TEST_F(SqliteStoreTest, ConcurrentCallsFromManyThreads) {
   Result<std::vector<User>> users = store_->ListUsers();
   ASSERT_TRUE(users.ok());
   EXPECT_EQ(users->size(), static_cast<size_t>(kThreads * kPerThread));
+}
+
+// Matches a failed Result or Status with this code and message.
+MATCHER_P2(FailsWith, code, message, "") {
+  if (arg.ok()) {
+    *result_listener << "which succeeded";
+    return false;
+  }
+  *result_listener << "which failed with code " << static_cast<int>(arg.error().code) << ": "
+                   << arg.error().message;
+  return arg.error().code == code && arg.error().message == message;
+}
+
+// Matches a successful Result holding `expected`.
+MATCHER_P(Holds, expected, "") {
+  if (!arg.ok()) {
+    *result_listener << "which failed: " << arg.error().message;
+    return false;
+  }
+  return *arg == expected;
+}
+
+Machine MakeMachine(const std::string& id) {
+  return Machine{id, "hash-" + id, FromUnixSeconds(1000), std::nullopt, ""};
+}
+
+Image MakeImage(const std::string& name) {
+  Image image;
+  image.name = name;
+  image.image = "docker.io/lab/" + name + ":1";
+  image.description = "The " + name + " image";
+  image.created_at = FromUnixSeconds(1795482100);
+  return image;
+}
+
+TEST_F(SqliteStoreTest, ImagesRoundTrip) {
+  Image plain = MakeImage("torch");
+  Image bare = MakeImage("bare");
+  bare.description = "";
+  bare.created_at = FromUnixSeconds(1000) + std::chrono::milliseconds(900);
+  Result<Image> a = store_->CreateImage(plain);
+  Result<Image> b = store_->CreateImage(bare);
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  ASSERT_TRUE(b.ok()) << b.error().message;
+  EXPECT_GT(a->id, 0);
+  EXPECT_GT(b->id, a->id);
+  plain.id = a->id;
+  bare.id = b->id;
+  bare.created_at = FromUnixSeconds(1000);  // as stored: whole seconds
+  EXPECT_EQ(*a, plain);
+  EXPECT_EQ(*b, bare);
+
+  Reopen();
+  EXPECT_THAT(store_->ListImages(), Holds(std::vector{plain, bare}));  // ordered by id
+
+  ASSERT_TRUE(store_->DeleteImage(bare.id).ok());
+  EXPECT_THAT(store_->ListImages(), Holds(std::vector{plain}));
+  EXPECT_THAT(store_->DeleteImage(bare.id), FailsWith(ErrorCode::kNotFound, "Image not found"));
+  EXPECT_THAT(store_->DeleteImage(999), FailsWith(ErrorCode::kNotFound, "Image not found"));
+
+  // The deleted newest id is not reused, even after a reopen.
+  Reopen();
+  Result<Image> next = store_->CreateImage(MakeImage("bare"));
+  ASSERT_TRUE(next.ok());
+  EXPECT_GT(next->id, bare.id);
+}
+
+Container MakeContainer(const User& user, const std::string& machine_id, const std::string& name,
+                        const Image& image) {
+  Container c;
+  c.user_id = user.id;
+  c.account = user.account;
+  c.machine_id = machine_id;
+  c.name = name;
+  c.image_id = image.id;
+  c.image = image.image;
+  c.status = "creating";
+  c.ports = {{22, 0}};
+  c.created_at = FromUnixSeconds(1795482200);
+  return c;
+}
+
+// Two users, two machines and an image to make containers from.
+class ContainerStoreTest : public SqliteStoreTest {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(SqliteStoreTest::SetUp());
+    Result<User> alice = store_->CreateUser(MakeUser("alice"));
+    Result<User> bob = store_->CreateUser(MakeUser("bob"));
+    Result<Image> image = store_->CreateImage(MakeImage("torch"));
+    ASSERT_TRUE(alice.ok() && bob.ok() && image.ok());
+    alice_ = *alice;
+    bob_ = *bob;
+    image_ = *image;
+    ASSERT_TRUE(store_->CreateMachine(MakeMachine("node-01")).ok());
+    ASSERT_TRUE(store_->CreateMachine(MakeMachine("node-02")).ok());
+  }
+
+  Container MakeContainer(const User& user, const std::string& machine_id,
+                          const std::string& name) const {
+    return store::MakeContainer(user, machine_id, name, image_);
+  }
+
+  // Creates the container, failing the test if that fails.
+  Container Create(const User& user, const std::string& machine_id, const std::string& name) {
+    Result<Container> created = store_->CreateContainer(MakeContainer(user, machine_id, name));
+    EXPECT_TRUE(created.ok()) << created.error().message;
+    return created.ok() ? *created : Container{};
+  }
+
+  // ListContainers' answer; empty, failing the test, if it fails.
+  std::vector<Container> List(std::optional<int64_t> user_id,
+                              std::optional<std::string> machine_id) {
+    Result<std::vector<Container>> list = store_->ListContainers(user_id, std::move(machine_id));
+    EXPECT_TRUE(list.ok()) << list.error().message;
+    return list.ok() ? *list : std::vector<Container>{};
+  }
+
+  User alice_;
+  User bob_;
+  Image image_;
+};
+
+TEST_F(ContainerStoreTest, CreateGetUpdateDeleteRoundtrip) {
+  Container c = MakeContainer(alice_, "node-01", "dev");
+  c.ports = {{22, 40022}, {8888, 0}, {80, 40080}};  // order is kept
+  c.created_at = FromUnixSeconds(1795482200) + std::chrono::milliseconds(700);
+  Result<Container> created = store_->CreateContainer(c);
+  ASSERT_TRUE(created.ok()) << created.error().message;
+  EXPECT_GT(created->id, 0);
+  c.id = created->id;
+  c.created_at = FromUnixSeconds(1795482200);  // as stored: whole seconds
+  EXPECT_EQ(*created, c);
+  EXPECT_THAT(store_->GetContainer(c.id), Holds(c));
+
+  // Only status, ports and runtime_id change.
+  Container update = c;
+  update.status = "running";
+  update.ports = {};
+  update.runtime_id = "0123456789abcdef";
+  Container ignored = update;
+  ignored.user_id = bob_.id;
+  ignored.account = "bob";
+  ignored.machine_id = "node-02";
+  ignored.name = "other";
+  ignored.image = "other:1";
+  ignored.created_at = FromUnixSeconds(1);
+  ASSERT_TRUE(store_->UpdateContainer(ignored).ok());
+  EXPECT_THAT(store_->GetContainer(c.id), Holds(update));
+  ASSERT_TRUE(store_->UpdateContainer(update).ok());  // unchanged values: still found
+
+  ASSERT_TRUE(store_->DeleteContainer(c.id).ok());
+  EXPECT_THAT(store_->GetContainer(c.id), FailsWith(ErrorCode::kNotFound, "Container not found"));
+  EXPECT_THAT(store_->UpdateContainer(update),
+              FailsWith(ErrorCode::kNotFound, "Container not found"));
+  EXPECT_THAT(store_->DeleteContainer(c.id),
+              FailsWith(ErrorCode::kNotFound, "Container not found"));
+  EXPECT_THAT(List(std::nullopt, std::nullopt), IsEmpty());
+}
+
+TEST_F(ContainerStoreTest, PortsAreStoredAsJson) {
+  Container c = MakeContainer(alice_, "node-01", "dev");
+  c.ports = {{22, 40022}, {8888, 0}};
+  Result<Container> created = store_->CreateContainer(c);
+  ASSERT_TRUE(created.ok());
+  RawDb raw(db_path_);
+  EXPECT_EQ(raw.Scalar("SELECT ports FROM containers"),
+            R"([{"container":22,"host":40022},{"container":8888,"host":0}])");
+
+  // Ports that are not such a list are the database's fault.
+  for (const char* bad :
+       {"UPDATE containers SET ports = 'not json'", "UPDATE containers SET ports = '{}'",
+        R"(UPDATE containers SET ports = '[{"container":22}]')",
+        R"(UPDATE containers SET ports = '[{"container":"22","host":0}]')"}) {
+    ASSERT_EQ(sqlite3_exec(raw.get(), bad, nullptr, nullptr, nullptr), SQLITE_OK) << bad;
+    Result<Container> got = store_->GetContainer(created->id);
+    ASSERT_FALSE(got.ok()) << bad;
+    EXPECT_EQ(got.error().code, ErrorCode::kInternal) << bad;
+    EXPECT_FALSE(store_->ListContainers(std::nullopt, std::nullopt).ok()) << bad;
+  }
+}
+
+TEST_F(ContainerStoreTest, NameIsUniquePerUserAndMachine) {
+  const Container first = Create(alice_, "node-01", "dev");
+  EXPECT_THAT(store_->CreateContainer(MakeContainer(alice_, "node-01", "dev")),
+              FailsWith(ErrorCode::kConflict, "Container name already taken"));
+  // The same name for another user, or on another machine, is fine.
+  const Container bobs = Create(bob_, "node-01", "dev");
+  const Container elsewhere = Create(alice_, "node-02", "dev");
+  EXPECT_THAT(List(std::nullopt, std::nullopt), ElementsAre(first, bobs, elsewhere));
+
+  // A deleted container's name is free again.
+  ASSERT_TRUE(store_->DeleteContainer(first.id).ok());
+  const Container again = Create(alice_, "node-01", "dev");
+  EXPECT_GT(again.id, elsewhere.id);
+}
+
+TEST_F(ContainerStoreTest, MissingReferenceIsNotFound) {
+  Container no_machine = MakeContainer(alice_, "node-99", "dev");
+  EXPECT_THAT(store_->CreateContainer(no_machine),
+              FailsWith(ErrorCode::kNotFound, "Machine not found"));
+  Container no_image = MakeContainer(alice_, "node-01", "dev");
+  no_image.image_id = image_.id + 100;
+  EXPECT_THAT(store_->CreateContainer(no_image),
+              FailsWith(ErrorCode::kNotFound, "Image not found"));
+  Container no_user = MakeContainer(alice_, "node-01", "dev");
+  no_user.user_id = bob_.id + 100;
+  EXPECT_THAT(store_->CreateContainer(no_user), FailsWith(ErrorCode::kNotFound, "User not found"));
+  // With several missing, the first of machine, image, user is named.
+  Container none = no_user;
+  none.machine_id = "node-99";
+  none.image_id = no_image.image_id;
+  EXPECT_THAT(store_->CreateContainer(none), FailsWith(ErrorCode::kNotFound, "Machine not found"));
+
+  // Nothing was inserted, and no transaction was left open.
+  EXPECT_THAT(List(std::nullopt, std::nullopt), IsEmpty());
+  Create(alice_, "node-01", "dev");
+  EXPECT_EQ(List(std::nullopt, std::nullopt).size(), 1u);
+}
+
+TEST_F(ContainerStoreTest, ImageInUseCannotBeDeleted) {
+  const Container c = Create(alice_, "node-01", "dev");
+  EXPECT_THAT(store_->DeleteImage(image_.id),
+              FailsWith(ErrorCode::kConflict, "Image is used by containers"));
+  EXPECT_THAT(store_->ListImages(), Holds(std::vector{image_}));
+  EXPECT_THAT(store_->GetContainer(c.id), Holds(c));
+
+  ASSERT_TRUE(store_->DeleteContainer(c.id).ok());
+  EXPECT_TRUE(store_->DeleteImage(image_.id).ok());
+  EXPECT_THAT(store_->ListImages(), Holds(std::vector<Image>{}));
+}
+
+TEST_F(ContainerStoreTest, IdsAreNotReusedAfterDelete) {
+  const Container a = Create(alice_, "node-01", "a");
+  const Container b = Create(alice_, "node-01", "b");
+  EXPECT_GT(b.id, a.id);
+  ASSERT_TRUE(store_->DeleteContainer(b.id).ok());
+  ASSERT_TRUE(store_->DeleteContainer(a.id).ok());
+  Reopen();
+  EXPECT_GT(Create(alice_, "node-01", "b").id, b.id);
+}
+
+TEST_F(ContainerStoreTest, ListFiltersByUserAndMachine) {
+  const Container bob2 = Create(bob_, "node-02", "x");
+  const Container alice1 = Create(alice_, "node-01", "x");
+  const Container bob1 = Create(bob_, "node-01", "x");
+  const Container alice2 = Create(alice_, "node-02", "x");
+  const Container alice1b = Create(alice_, "node-01", "y");
+
+  EXPECT_THAT(List(std::nullopt, std::nullopt), ElementsAre(bob2, alice1, bob1, alice2, alice1b));
+  EXPECT_THAT(List(alice_.id, std::nullopt), ElementsAre(alice1, alice2, alice1b));
+  EXPECT_THAT(List(std::nullopt, "node-01"), ElementsAre(alice1, bob1, alice1b));
+  EXPECT_THAT(List(alice_.id, "node-01"), ElementsAre(alice1, alice1b));
+  EXPECT_THAT(List(bob_.id, "node-02"), ElementsAre(bob2));
+  EXPECT_THAT(List(bob_.id + 100, std::nullopt), IsEmpty());
+  EXPECT_THAT(List(std::nullopt, "node-99"), IsEmpty());
+  EXPECT_THAT(List(std::nullopt, ""), IsEmpty());
+}
+
+TEST_F(ContainerStoreTest, DeleteMachineDeletesItsContainers) {
+  const Container on1 = Create(alice_, "node-01", "x");
+  const Container on2 = Create(alice_, "node-02", "x");
+  const Container bob_on1 = Create(bob_, "node-01", "x");
+  ASSERT_TRUE(store_->DeleteMachine("node-01").ok());
+  EXPECT_THAT(List(std::nullopt, std::nullopt), ElementsAre(on2));
+  EXPECT_THAT(store_->GetContainer(on1.id), FailsWith(ErrorCode::kNotFound, "Container not found"));
+  EXPECT_THAT(store_->GetContainer(bob_on1.id),
+              FailsWith(ErrorCode::kNotFound, "Container not found"));
+  EXPECT_EQ(RawDb(db_path_).Scalar("SELECT COUNT(*) FROM containers"), "1");
+}
+
+TEST_F(ContainerStoreTest, DeleteUserDeletesTheirContainers) {
+  const Container alices = Create(alice_, "node-01", "x");
+  const Container bobs = Create(bob_, "node-01", "x");
+  const Container alices2 = Create(alice_, "node-02", "x");
+  ASSERT_TRUE(store_->DeleteUser(alice_.id).ok());
+  EXPECT_THAT(List(std::nullopt, std::nullopt), ElementsAre(bobs));
+  EXPECT_THAT(store_->GetContainer(alices.id),
+              FailsWith(ErrorCode::kNotFound, "Container not found"));
+  EXPECT_THAT(store_->GetContainer(alices2.id),
+              FailsWith(ErrorCode::kNotFound, "Container not found"));
+  // Creating for the deleted user now fails.
+  EXPECT_THAT(store_->CreateContainer(MakeContainer(alice_, "node-01", "y")),
+              FailsWith(ErrorCode::kNotFound, "User not found"));
+}
+
+TEST_F(ContainerStoreTest, ReopenKeepsEverything) {
+  Container a = Create(alice_, "node-01", "dev");
+  const Container b = Create(bob_, "node-02", "web");
+  a.status = "running";
+  a.ports = {{22, 40022}};
+  a.runtime_id = "abc";
+  ASSERT_TRUE(store_->UpdateContainer(a).ok());
+  // Committed: another connection sees it before the store closes.
+  EXPECT_EQ(RawDb(db_path_).Scalar("SELECT status FROM containers WHERE name = 'dev'"), "running");
+
+  Reopen();
+  EXPECT_THAT(List(std::nullopt, std::nullopt), ElementsAre(a, b));
+  EXPECT_THAT(store_->GetContainer(a.id), Holds(a));
+  EXPECT_THAT(store_->ListImages(), Holds(std::vector{image_}));
+  EXPECT_THAT(store_->ListUsers(), Holds(std::vector{alice_, bob_}));
+  EXPECT_THAT(store_->DeleteImage(image_.id),
+              FailsWith(ErrorCode::kConflict, "Image is used by containers"));
+}
+
+TEST(Migrations, Version2DatabaseMigratesToVersion3) {
+  TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  const std::string path = (dir.path() / "v2.db").string();
+  {
+    RawDb db(path);
+    ASSERT_TRUE(sqlite::ApplyMigrations(db.get(), sqlite::Migrations().first(2)).ok());
+    ASSERT_EQ(sqlite3_exec(db.get(),
+                           "INSERT INTO users (account, password_hash, nickname, role, created_at) "
+                           "VALUES ('alice', 'h', 'Alice', 'admin', 1000);"
+                           "INSERT INTO machines (id, token_hash, created_at, last_seen, ip) "
+                           "VALUES ('node-01', 'th', 2000, 2500, '10.0.0.5');",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK)
+        << sqlite3_errmsg(db.get());
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'containers'"), "0");
+  }
+
+  Result<std::unique_ptr<Store>> opened = OpenSqliteStore(path);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  Store& store = **opened;
+  EXPECT_EQ(RawDb(path).Scalar("SELECT MAX(version) FROM schema_migrations"), "3");
+
+  Result<std::vector<User>> users = store.ListUsers();
+  ASSERT_TRUE(users.ok());
+  ASSERT_EQ(users->size(), 1u);
+  EXPECT_EQ(users->front().account, "alice");
+  EXPECT_EQ(users->front().role, "admin");
+  EXPECT_EQ(users->front().created_at, FromUnixSeconds(1000));
+  EXPECT_THAT(store.ListMachines(),
+              Holds(std::vector{Machine{"node-01", "th", FromUnixSeconds(2000),
+                                        FromUnixSeconds(2500), "10.0.0.5"}}));
+
+  // The new tables work with the old rows.
+  Result<Image> image = store.CreateImage(MakeImage("torch"));
+  ASSERT_TRUE(image.ok());
+  Result<Container> created =
+      store.CreateContainer(MakeContainer(users->front(), "node-01", "dev", *image));
+  ASSERT_TRUE(created.ok()) << created.error().message;
+  EXPECT_THAT(store.GetContainer(created->id), Holds(*created));
 }
 
 TEST(OpenSqliteStore, MissingDirectoryIsInternal) {
