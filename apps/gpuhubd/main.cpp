@@ -20,6 +20,7 @@
 #include "server/accounts/password.hpp"
 #include "server/api/api.hpp"
 #include "server/config.hpp"
+#include "server/containers/service.hpp"
 #include "server/http/server.hpp"
 #include "server/machines/registry.hpp"
 #include "server/ws/hub.hpp"
@@ -140,17 +141,20 @@ int main(int argc, char** argv) {
   if (!admin.ok()) return Fail(admin.error().message);
 
   ws::Hub hub(**accounts, **registry);  // before the io_context: sessions refer to it
+  containers::ContainerService container_service(**store, hub, clock, config.agent_timeout);
+  hub.SetContainers(&container_service);
   (*registry)->SetListener(
       [&hub](const std::string& id, bool online) { hub.BroadcastMachine(id, online); });
   net::io_context ioc(config.io_threads);
   net::thread_pool workers(static_cast<size_t>(config.worker_threads));
   http::Router router;
-  api::ApiDeps deps{**accounts,         **registry, workers,    clock,
+  api::ApiDeps deps{**accounts,         **registry, &container_service, workers, clock,
                     config.photo_bytes, nullptr,    clock.Now()};
   api::AddAuthRoutes(router, deps);
   api::AddUserRoutes(router, deps);
   api::AddAdminRoutes(router, deps);
   api::AddMachineRoutes(router, deps);
+  api::AddContainerRoutes(router, deps);
   api::AddSystemRoutes(router, deps);
 
   http::HttpServer server(ioc, router,

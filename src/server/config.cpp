@@ -102,6 +102,7 @@ Status ApplyToml(std::string_view text, const std::string& origin, ServerConfig&
   r.Duration("limits.read_timeout", c.read_timeout);
   r.Duration("limits.write_timeout", c.write_timeout);
   r.Duration("limits.shutdown_timeout", c.shutdown_timeout);
+  r.Duration("limits.agent_timeout", c.agent_timeout);
   r.Duration("auth.token_lifetime", c.token_lifetime);
   r.Integer("auth.login_max_failures", c.login_max_failures, 1, 1000000);
   r.Duration("auth.login_window", c.login_window);

@@ -25,6 +25,8 @@ struct ServerConfig {
   std::chrono::milliseconds read_timeout = std::chrono::seconds(15);
   std::chrono::milliseconds write_timeout = std::chrono::seconds(30);
   std::chrono::milliseconds shutdown_timeout = std::chrono::seconds(10);
+  // How long a container operation waits for the machine's agent to answer.
+  std::chrono::milliseconds agent_timeout = std::chrono::seconds(60);
 
   std::chrono::milliseconds token_lifetime = std::chrono::hours(24);
   int login_max_failures = 10;

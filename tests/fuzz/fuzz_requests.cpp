@@ -55,7 +55,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   CheckStatus(api::ValidateEmail(body));
   CheckStatus(api::ValidatePhone(body));
 
-  switch (data[0] % 5) {
+  if (!Failed(api::ParseId("id", body))) Check(*api::ParseId("id", body) >= 1);
+
+  switch (data[0] % 7) {
     case 0: {
       auto r = api::DecodeLogin(body);
       if (!Failed(r)) Check(!r->account.empty() && !r->password.empty());
@@ -86,6 +88,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 3: {
       auto r = api::DecodeSetPassword(body);
       if (!Failed(r)) Check(api::ValidatePassword("new_password", r->new_password).ok());
+      break;
+    }
+    case 4: {
+      auto r = api::DecodeCreateContainer(body);
+      if (!Failed(r)) {
+        Check(r->image_id >= 1);
+        for (int p : r->ports) Check(p >= 1 && p <= 65535);
+      }
+      break;
+    }
+    case 5: {
+      (void)Failed(api::DecodeAddImage(body));
       break;
     }
     default: {

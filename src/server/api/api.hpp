@@ -1,6 +1,7 @@
 // The REST API of gpuhubd: registers every route on a Router.
 //
-// Handlers only translate between HTTP/JSON and the domain (Accounts);
+// Handlers only translate between HTTP/JSON and the domain (Accounts,
+// MachineRegistry, ContainerService);
 // ErrorResponse is the one place where domain errors become statuses. Heavy
 // work (argon2id, photo files) runs on the worker pool. Everything referenced
 // by ApiDeps must outlive the router.
@@ -11,6 +12,7 @@
 
 #include "common/clock.hpp"
 #include "server/accounts/accounts.hpp"
+#include "server/containers/service.hpp"
 #include "server/http/router.hpp"
 #include "server/http/server.hpp"
 #include "server/machines/registry.hpp"
@@ -20,6 +22,7 @@ namespace gpuhub::api {
 struct ApiDeps {
   accounts::Accounts& accounts;
   machines::MachineRegistry& machines;
+  containers::ContainerService* containers;
   boost::asio::thread_pool& pool;
   const Clock& clock;
   size_t photo_bytes = 2 << 20;  // set_photo's whole-body limit
@@ -28,10 +31,11 @@ struct ApiDeps {
   TimePoint started_at{};
 };
 
-void AddAuthRoutes(http::Router& router, const ApiDeps& deps);     // /api/auth/*
-void AddUserRoutes(http::Router& router, const ApiDeps& deps);     // /api/user/*
-void AddAdminRoutes(http::Router& router, const ApiDeps& deps);    // /api/admin/users*
-void AddMachineRoutes(http::Router& router, const ApiDeps& deps);  // machines, admin/machines
-void AddSystemRoutes(http::Router& router, const ApiDeps& deps);   // /healthz, /metrics
+void AddAuthRoutes(http::Router& router, const ApiDeps& deps);       // /api/auth/*
+void AddUserRoutes(http::Router& router, const ApiDeps& deps);       // /api/user/*
+void AddAdminRoutes(http::Router& router, const ApiDeps& deps);      // /api/admin/users*
+void AddMachineRoutes(http::Router& router, const ApiDeps& deps);    // machines, admin/machines
+void AddContainerRoutes(http::Router& router, const ApiDeps& deps);  // images, containers
+void AddSystemRoutes(http::Router& router, const ApiDeps& deps);     // /healthz, /metrics
 
 }  // namespace gpuhub::api

@@ -1,6 +1,8 @@
 #include "server/api/requests.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <cstdint>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
 
@@ -223,6 +225,71 @@ Result<AddMachineRequest> DecodeAddMachine(std::string_view body) {
   auto id = RequiredString(*j, "id");
   if (!id.ok()) return id.error();
   return AddMachineRequest{std::move(id).value()};
+}
+
+Result<int64_t> IdFromJson(std::string_view field, const json& value) {
+  const auto* u = value.get_ptr<const json::number_unsigned_t*>();
+  const auto* i = value.get_ptr<const json::number_integer_t*>();
+  if (u != nullptr && *u >= 1 && *u <= static_cast<uint64_t>(INT64_MAX)) {
+    return static_cast<int64_t>(*u);
+  }
+  if (i != nullptr && *i >= 1) return *i;
+  return InvalidArgument("Field " + std::string(field) + " must be a positive integer");
+}
+
+Result<int64_t> ParseId(std::string_view field, std::string_view text) {
+  int64_t id = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+  if (ec != std::errc() || end != text.data() + text.size() || id < 1 || text[0] == '+') {
+    return InvalidArgument(std::string(field) + " must be a positive integer");
+  }
+  return id;
+}
+
+Result<containers::CreateRequest> CreateContainerFromJson(const json& data) {
+  if (!data.is_object()) return InvalidArgument("data must be an object");
+  containers::CreateRequest r;
+  auto machine = RequiredString(data, "machine_id");
+  if (!machine.ok()) return machine.error();
+  r.machine_id = std::move(machine).value();
+  auto image = data.find("image_id");
+  if (image == data.end()) return InvalidArgument("Missing field: image_id");
+  auto image_id = IdFromJson("image_id", *image);
+  if (!image_id.ok()) return image_id.error();
+  r.image_id = *image_id;
+  auto name = OptionalString(data, "name", /*nullable=*/true);
+  if (!name.ok()) return name.error();
+  r.name = std::move(name).value();
+  auto port = data.find("port");
+  if (port == data.end() || port->is_null()) return r;
+  const json ports = port->is_array() ? *port : json::array({*port});
+  for (const auto& p : ports) {
+    const auto* n = p.get_ptr<const json::number_unsigned_t*>();
+    if (n == nullptr || *n < 1 || *n > 65535) {
+      return InvalidArgument("Field port must be a port number 1-65535 or an array of them");
+    }
+    r.ports.push_back(static_cast<int>(*n));
+  }
+  return r;
+}
+
+Result<containers::CreateRequest> DecodeCreateContainer(std::string_view body) {
+  auto j = ParseObject(body, {"machine_id", "image_id", "port", "name"});
+  if (!j.ok()) return j.error();
+  return CreateContainerFromJson(*j);
+}
+
+Result<containers::NewImage> DecodeAddImage(std::string_view body) {
+  auto j = ParseObject(body, {"name", "image", "description"});
+  if (!j.ok()) return j.error();
+  auto name = RequiredString(*j, "name");
+  if (!name.ok()) return name.error();
+  auto image = RequiredString(*j, "image");
+  if (!image.ok()) return image.error();
+  auto description = OptionalString(*j, "description", /*nullable=*/true);
+  if (!description.ok()) return description.error();
+  return containers::NewImage{std::move(name).value(), std::move(image).value(),
+                              description->value_or("")};
 }
 
 }  // namespace gpuhub::api

@@ -9,12 +9,14 @@
 // Pure functions: thread-safe, no I/O.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "common/result.hpp"
 #include "server/accounts/accounts.hpp"
+#include "server/containers/types.hpp"
 
 namespace gpuhub::api {
 
@@ -46,6 +48,17 @@ Result<SetPasswordRequest> DecodeSetPassword(std::string_view body);
 Result<ResetPasswordRequest> DecodeResetPassword(std::string_view body);
 // The id's rule is MachineRegistry's (ValidateMachineId).
 Result<AddMachineRequest> DecodeAddMachine(std::string_view body);
+
+// POST /api/containers: {"machine_id", "image_id", "port"?, "name"?}; `port`
+// is a port or an array of them. Names and ports are checked by the service.
+Result<containers::CreateRequest> DecodeCreateContainer(std::string_view body);
+// The same fields inside a WebSocket message's data (other keys are ignored).
+Result<containers::CreateRequest> CreateContainerFromJson(const nlohmann::json& data);
+// POST /api/admin/images: {"name", "image", "description"?}.
+Result<containers::NewImage> DecodeAddImage(std::string_view body);
+// A positive integer id from a path segment or a JSON value; 400 naming `field`.
+Result<int64_t> ParseId(std::string_view field, std::string_view text);
+Result<int64_t> IdFromJson(std::string_view field, const nlohmann::json& value);
 
 // Field rules. Each returns Ok or InvalidArgument naming the field.
 Status ValidateAccount(std::string_view account);  // 1-32 of [a-z0-9_.-], a letter first

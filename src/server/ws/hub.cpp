@@ -13,7 +13,9 @@
 #include <deque>
 #include <nlohmann/json.hpp>
 
+#include "proto/containers.hpp"
 #include "proto/inventory.hpp"
+#include "server/api/requests.hpp"
 
 namespace gpuhub::ws {
 namespace net = boost::asio;
@@ -49,7 +51,99 @@ Result<Message> ParseMessage(const std::string& text) {
   return Message{j["type"].get<std::string>(), std::move(data)};
 }
 
+std::string TextMessage(std::string_view type, json data) {
+  json j = json::object();
+  j["type"] = type;
+  j["data"] = std::move(data);
+  return Dump(j);
+}
+
+Error Unavailable(std::string message) { return {ErrorCode::kUnavailable, std::move(message)}; }
+
+// The reply to a browser's container message.
+std::string ContainerReply(const json& opt, const json& request_id, const Status& status,
+                           json payload_key, json payload) {
+  json data = json::object();
+  data["opt"] = opt;
+  data["request_id"] = request_id;
+  data["ok"] = status.ok();
+  if (!status.ok()) {
+    data["message"] = status.error().message;
+  } else if (payload_key.is_string()) {
+    data[payload_key.get<std::string>()] = std::move(payload);
+  }
+  return TextMessage("container", std::move(data));
+}
+
+std::string ContainerReply(const json& opt, const json& request_id,
+                           const Result<store::Container>& r) {
+  if (!r.ok()) return ContainerReply(opt, request_id, r.error(), nullptr, nullptr);
+  return ContainerReply(opt, request_id, Status::Ok(), "container", containers::ContainerJson(*r));
+}
+
+std::string ContainerListReply(const json& opt, const json& request_id,
+                               const Result<std::vector<store::Container>>& r) {
+  if (!r.ok()) return ContainerReply(opt, request_id, r.error(), nullptr, nullptr);
+  json list = json::array();
+  for (const auto& c : *r) list.push_back(containers::ContainerJson(c));
+  return ContainerReply(opt, request_id, Status::Ok(), "containers", std::move(list));
+}
+
+// What a browser's container message asks for.
+struct ContainerCommand {
+  json opt;
+  json request_id;
+  std::string opt_name;
+  std::optional<proto::ContainerOp::Kind> kind;  // nullopt: create or list
+  Result<int64_t> container_id = int64_t{0};
+};
+
+ContainerCommand ReadContainerCommand(const json& data) {
+  ContainerCommand c;
+  if (!data.is_object()) {
+    c.container_id = InvalidArgument("data must be an object");
+    return c;
+  }
+  c.opt = data.contains("opt") ? data["opt"] : json();
+  c.request_id = data.contains("request_id") ? data["request_id"] : json();
+  c.opt_name = c.opt.is_string() ? c.opt.get<std::string>() : std::string();
+  if (c.opt_name == "list" || c.opt_name == "create") return c;
+  c.kind = proto::ParseOpName(c.opt_name);
+  if (!c.kind) {
+    c.container_id =
+        InvalidArgument("Field opt must be one of create, start, stop, restart, delete, list");
+  } else if (!data.contains("container_id")) {
+    c.container_id = InvalidArgument("Missing field: container_id");
+  } else {
+    c.container_id = api::IdFromJson("container_id", data["container_id"]);
+  }
+  return c;
+}
+
+// Why a command cannot run, or Ok.
+Status CommandError(const ContainerCommand& c, const containers::ContainerService* service) {
+  if (!c.container_id.ok()) return c.container_id.error();
+  if (service == nullptr) return Unavailable("Containers are not available");
+  return Status::Ok();
+}
+
 }  // namespace
+
+// A container operation waiting for its agent's answer. The timer runs on the
+// caller's strand; whoever delivers the outcome sets it under the hub's lock
+// and cancels the timer on that strand.
+struct Hub::PendingCall {
+  PendingCall(net::any_io_executor ex, std::string machine)
+      : timer(std::move(ex)), machine_id(std::move(machine)) {}
+  net::steady_timer timer;
+  std::string machine_id;
+  std::optional<Result<proto::ContainerResult>> outcome;  // guarded by the hub's mu_
+
+  static void Wake(std::shared_ptr<PendingCall> call) {
+    auto ex = call->timer.get_executor();
+    net::post(ex, [call = std::move(call)] { call->timer.cancel(); });
+  }
+};
 
 // One WebSocket connection. Before authentication only Run writes; after it
 // every write goes through the queue, one in flight at a time.
@@ -119,6 +213,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Authenticated() { authenticated_ = true; }
+  net::any_io_executor GetExecutor() { return ws_.get_executor(); }
   std::string PeerAddress() {
     beast::error_code ec;
     auto ep = beast::get_lowest_layer(ws_).socket().remote_endpoint(ec);
@@ -198,13 +293,48 @@ class BrowserSession final : public Session {
       co_return;
     }
     Authenticated();
-    const auto& principal = std::get<accounts::Principal>(auth);
-    Send(Dump({{"type", "auth"}, {"data", {{"ok", true}, {"account", principal.account}}}}));
+    principal_ = std::get<accounts::Principal>(auth);
+    Send(Dump({{"type", "auth"}, {"data", {{"ok", true}, {"account", principal_.account}}}}));
     while (auto text = co_await Read()) {
       auto m = ParseMessage(*text);
+      if (m.ok() && m->type == "container") {
+        // Each operation runs on its own so a slow agent holds up nothing else.
+        net::co_spawn(GetExecutor(), Container(shared_from_this(), std::move(m->data)),
+                      net::detached);
+        continue;
+      }
       Send(ErrorMessage(m.ok() ? "Unknown type: " + m->type.substr(0, 64) : m.error().message));
     }
   }
+
+  net::awaitable<void> Container(std::shared_ptr<Session> keep, json data) {
+    (void)keep;
+    ContainerCommand c = ReadContainerCommand(data);
+    containers::ContainerService* service = hub_.containers();
+    if (Status s = CommandError(c, service); !s.ok()) {
+      Send(ContainerReply(c.opt, c.request_id, s, nullptr, nullptr));
+      co_return;
+    }
+    if (c.opt_name == "list") {
+      bool all = data.contains("all") && data["all"] == true;
+      Send(ContainerListReply(c.opt, c.request_id, service->List(principal_, all)));
+      co_return;
+    }
+    Result<store::Container> result = NotFound("Container not found");
+    if (c.opt_name == "create") {
+      auto request = api::CreateContainerFromJson(data);
+      if (!request.ok()) {
+        Send(ContainerReply(c.opt, c.request_id, request.error(), nullptr, nullptr));
+        co_return;
+      }
+      result = co_await service->Create(principal_, std::move(request).value());
+    } else {
+      result = co_await service->Act(principal_, *c.container_id, *c.kind);
+    }
+    Send(ContainerReply(c.opt, c.request_id, result));
+  }
+
+  accounts::Principal principal_;
 };
 
 // /ws/agent: the agent of one machine.
@@ -245,6 +375,7 @@ class AgentSession final : public Session {
       co_return;
     }
     Authenticated();
+    hub_.AttachAgent(*id, shared_from_this());
     auto heartbeat = std::chrono::duration<double>(hub_.registry().heartbeat()).count();
     Send(Dump({{"type", "auth"},
                {"data",
@@ -267,12 +398,21 @@ class AgentSession final : public Session {
         json changes = m->data.is_object() ? m->data.value("changes", json::object()) : json();
         s = changes.is_object() ? hub_.registry().Heartbeat(*id, *generation, changes)
                                 : Status(InvalidArgument("heartbeat changes must be an object"));
+      } else if (m->type == "container_result") {
+        auto result = proto::ContainerResultFromJson(m->data);
+        if (result.ok()) hub_.Resolve(*id, std::move(result).value());
+        s = result.ok() ? Status::Ok() : Status(result.error());
+      } else if (m->type == "containers") {
+        auto report = proto::ContainersReportFromJson(m->data);
+        if (report.ok() && hub_.containers() != nullptr) hub_.containers()->Reconcile(*id, *report);
+        s = report.ok() ? Status::Ok() : Status(report.error());
       } else {
         s = InvalidArgument("Unknown type: " + m->type.substr(0, 64));
       }
       if (!s.ok() && s.error().code == ErrorCode::kNotFound) break;  // replaced or removed
       if (!s.ok()) Send(ErrorMessage(s.error().message));
     }
+    hub_.DetachAgent(*id, this);
     hub_.registry().Disconnect(*id, *generation);
   }
 };
@@ -312,6 +452,83 @@ size_t Hub::OpenSessions() const {
   return sessions_.size();
 }
 
+void Hub::AttachAgent(const std::string& machine_id, const std::shared_ptr<Session>& s) {
+  std::lock_guard lock(mu_);
+  agents_[machine_id] = s;
+}
+
+void Hub::DetachAgent(const std::string& machine_id, const Session* s) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = agents_.find(machine_id);
+    if (it == agents_.end() || it->second.lock().get() != s) return;  // replaced
+    agents_.erase(it);
+  }
+  FailPending(machine_id, "Machine " + machine_id + " went offline before answering");
+}
+
+bool Hub::Connected(const std::string& machine_id) const {
+  std::lock_guard lock(mu_);
+  auto it = agents_.find(machine_id);
+  return it != agents_.end() && !it->second.expired();
+}
+
+net::awaitable<Result<proto::ContainerResult>> Hub::Call(const std::string& machine_id,
+                                                         proto::ContainerOp op,
+                                                         std::chrono::milliseconds timeout) {
+  auto call = std::make_shared<PendingCall>(co_await net::this_coro::executor, machine_id);
+  std::shared_ptr<Session> agent;
+  {
+    std::lock_guard lock(mu_);
+    auto it = agents_.find(machine_id);
+    if (it != agents_.end()) agent = it->second.lock();
+    if (agent) {
+      op.request_id = "s-" + std::to_string(next_request_++);
+      pending_[op.request_id] = call;
+    }
+  }
+  if (!agent) co_return Unavailable("Machine " + machine_id + " is offline");
+  agent->Send(TextMessage("container", proto::ToJson(op)));
+  call->timer.expires_after(timeout);
+  beast::error_code ec;
+  co_await call->timer.async_wait(Redirect(ec));
+  std::lock_guard lock(mu_);
+  pending_.erase(op.request_id);
+  if (call->outcome) co_return std::move(*call->outcome);
+  co_return Unavailable("Machine " + machine_id + " did not answer in time");
+}
+
+void Hub::Resolve(const std::string& machine_id, proto::ContainerResult result) {
+  std::shared_ptr<PendingCall> call;
+  {
+    std::lock_guard lock(mu_);
+    auto it = pending_.find(result.request_id);
+    // An answer for another machine's request is not this agent's to give.
+    if (it == pending_.end() || it->second->machine_id != machine_id) return;
+    call = it->second;
+    pending_.erase(it);
+    call->outcome = std::move(result);
+  }
+  PendingCall::Wake(std::move(call));
+}
+
+void Hub::FailPending(const std::string& machine_id, const std::string& message) {
+  std::vector<std::shared_ptr<PendingCall>> failed;
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (machine_id.empty() || it->second->machine_id == machine_id) {
+        it->second->outcome = Unavailable(message);
+        failed.push_back(it->second);
+        it = pending_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& call : failed) PendingCall::Wake(std::move(call));
+}
+
 void Hub::BroadcastMachine(const std::string& id, bool online) {
   std::string text = Dump({{"type", "machine"}, {"data", {{"id", id}, {"online", online}}}});
   std::vector<std::shared_ptr<Session>> targets;
@@ -325,6 +542,7 @@ void Hub::BroadcastMachine(const std::string& id, bool online) {
 }
 
 void Hub::CloseAll() {
+  FailPending("", "gpuhubd is shutting down");
   std::vector<std::shared_ptr<Session>> all;
   {
     std::lock_guard lock(mu_);

@@ -1,10 +1,12 @@
 // Hub: the WebSockets of gpuhubd, /ws for browsers and /ws/agent for agents.
 //
-// Browsers authenticate with their first message (a user token, within 10 s)
-// and then receive events: {"type":"machine","data":{"id","online"}} when a
-// machine goes on or off line. Agents authenticate with their agent token and
-// protocol version (docs/protocol.md), then send inventory and heartbeats,
-// which go to the MachineRegistry.
+// Browsers authenticate with their first message (a user token, within 10 s),
+// then send container operations (answered with their request_id) and
+// receive events: {"type":"machine","data":{"id","online"}} when a machine
+// goes on or off line. Agents authenticate with their agent token and
+// protocol version (docs/protocol.md), then send inventory and heartbeats
+// (to the MachineRegistry), container reports (to the ContainerService) and
+// the answers to the container operations the hub sends them (Call).
 //
 // Each session has a bounded write queue (one write in flight); a browser
 // that does not keep up is disconnected rather than buffered without end.
@@ -19,6 +21,7 @@
 #include <string>
 
 #include "server/accounts/accounts.hpp"
+#include "server/containers/service.hpp"
 #include "server/http/server.hpp"
 #include "server/machines/registry.hpp"
 
@@ -29,10 +32,20 @@ inline constexpr int kAgentProtocolVersion = 1;
 
 class Session;
 
-class Hub final : public http::Upgrader {
+class Hub final : public http::Upgrader, public containers::AgentCaller {
  public:
   Hub(accounts::Accounts& accounts, machines::MachineRegistry& registry);
   ~Hub() override;
+
+  // The service behind container messages; set before the server starts.
+  void SetContainers(containers::ContainerService* service) { containers_ = service; }
+
+  // containers::AgentCaller. Call must run on a strand (every session and
+  // HTTP connection of gpuhubd does).
+  bool Connected(const std::string& machine_id) const override;
+  boost::asio::awaitable<Result<proto::ContainerResult>> Call(
+      const std::string& machine_id, proto::ContainerOp op,
+      std::chrono::milliseconds timeout) override;
 
   bool Accepts(std::string_view path) const override;
   void Upgrade(boost::beast::tcp_stream stream, http::Request request) override;
@@ -44,18 +57,31 @@ class Hub final : public http::Upgrader {
   void CloseAll();
   size_t OpenSessions() const;
 
-  // Internal: sessions register and unregister themselves.
+  // Internal: sessions register and unregister themselves, agent sessions
+  // also as the current link of their machine, and deliver agents' answers.
   void Track(const std::shared_ptr<Session>& s);
   void Untrack(const Session* s);
+  void AttachAgent(const std::string& machine_id, const std::shared_ptr<Session>& s);
+  void DetachAgent(const std::string& machine_id, const Session* s);
+  void Resolve(const std::string& machine_id, proto::ContainerResult result);
 
   accounts::Accounts& accounts() { return accounts_; }
   machines::MachineRegistry& registry() { return registry_; }
+  containers::ContainerService* containers() { return containers_; }
 
  private:
+  struct PendingCall;
+  // Ends the waits of `machine_id`'s calls (every machine's when empty).
+  void FailPending(const std::string& machine_id, const std::string& message);
+
   accounts::Accounts& accounts_;
   machines::MachineRegistry& registry_;
+  containers::ContainerService* containers_ = nullptr;
   mutable std::mutex mu_;
-  std::map<const Session*, std::weak_ptr<Session>> sessions_;  // guarded by mu_
+  std::map<const Session*, std::weak_ptr<Session>> sessions_;    // guarded by mu_
+  std::map<std::string, std::weak_ptr<Session>> agents_;         // machine -> link; guarded by mu_
+  std::map<std::string, std::shared_ptr<PendingCall>> pending_;  // by request id; guarded by mu_
+  uint64_t next_request_ = 1;                                    // guarded by mu_
 };
 
 }  // namespace gpuhub::ws
