@@ -12,6 +12,9 @@
 #include "agent/inventory/nvml.hpp"
 #include "agent/inventory/sampler.hpp"
 #include "agent/link/link.hpp"
+#include "agent/runtime/container_manager.hpp"
+#include "agent/runtime/container_sync.hpp"
+#include "agent/runtime/docker_client.hpp"
 #include "common/log.hpp"
 
 namespace net = boost::asio;
@@ -64,10 +67,36 @@ int main(int argc, char** argv) {
   net::io_context ioc(1);
   agent::AgentLink link(ioc, {.server = *url, .token = config.token, .heartbeat = config.heartbeat},
                         sample);
+
+  std::unique_ptr<agent::runtime::DockerClient> docker;
+  std::unique_ptr<agent::runtime::ContainerManager> containers;
+  if (config.docker_host.empty()) {
+    spdlog::warn(
+        "no container runtime configured (--docker-host unix:///PATH): users cannot create "
+        "containers on this machine");
+  } else {
+    auto socket = agent::runtime::ParseDockerHost(config.docker_host);
+    if (!socket.ok()) {
+      std::fprintf(stderr, "%s\n", socket.error().message.c_str());
+      return 2;
+    }
+    docker = std::make_unique<agent::runtime::DockerClient>(*socket, std::chrono::seconds(30));
+    containers = std::make_unique<agent::runtime::ContainerManager>(
+        *docker, agent::runtime::RuntimeOptions{.port_min = config.port_min,
+                                                .port_max = config.port_max,
+                                                .home_root = config.home_root,
+                                                .gpu_runtime = config.gpu_runtime});
+    spdlog::info("containers through {} (host ports {}-{}, GPU runtime {})", config.docker_host,
+                 config.port_min, config.port_max, config.gpu_runtime);
+  }
+  agent::runtime::ContainerSync sync(ioc, link, containers.get(), config.heartbeat);
+  sync.Start();
+
   net::signal_set signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int signal) {
     if (ec) return;
     spdlog::info("signal {} received; stopping", signal);
+    sync.Stop();
     link.Stop();
   });
   spdlog::info("gpuhub-agent starting: server {}, heartbeat {} ms, {}", config.server,

@@ -3,6 +3,7 @@
 #include <toml++/toml.h>
 
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <set>
 
 #include "common/file_util.hpp"
@@ -12,13 +13,34 @@
 namespace gpuhub::agent {
 namespace {
 
+// "MIN-MAX" within 1-65535.
+Status ParsePortRange(std::string_view text, AgentConfig& c) {
+  auto bad = [&] {
+    return InvalidArgument("port range must be MIN-MAX within 1-65535, got \"" + std::string(text) +
+                           "\"");
+  };
+  size_t dash = text.find('-');
+  if (dash == std::string_view::npos) return bad();
+  int lo = 0;
+  int hi = 0;
+  auto a = std::from_chars(text.data(), text.data() + dash, lo);
+  auto b = std::from_chars(text.data() + dash + 1, text.data() + text.size(), hi);
+  if (a.ec != std::errc() || a.ptr != text.data() + dash || b.ec != std::errc() ||
+      b.ptr != text.data() + text.size() || lo < 1 || hi > 65535 || lo > hi) {
+    return bad();
+  }
+  c.port_min = lo;
+  c.port_max = hi;
+  return Status::Ok();
+}
+
 Status ApplyToml(const std::string& path, AgentConfig& c) {
   auto parsed = ReadTomlFile(path);
   if (!parsed.ok()) return parsed.error();
   const toml::table& root = *parsed;
-  static const std::set<std::string> kStrings = {"server",    "token",     "token_file",
-                                                 "disk_path", "fake_gpus", "docker_host",
-                                                 "log_level", "heartbeat"};
+  static const std::set<std::string> kStrings = {
+      "server",    "token",     "token_file", "disk_path", "fake_gpus",  "docker_host",
+      "log_level", "heartbeat", "port_range", "home_root", "gpu_runtime"};
   for (const auto& [key, node] : root) {
     std::string k(key.str());
     if (!kStrings.count(k)) return InvalidArgument(path + ": unknown setting " + k);
@@ -45,6 +67,12 @@ Status ApplyToml(const std::string& path, AgentConfig& c) {
     if (k == "fake_gpus") c.fake_gpus = *v;
     if (k == "docker_host") c.docker_host = *v;
     if (k == "log_level") c.log_level = *v;
+    if (k == "port_range") {
+      if (auto s = ParsePortRange(*v, c); !s.ok())
+        return InvalidArgument(path + ": " + s.error().message);
+    }
+    if (k == "home_root") c.home_root = *v;
+    if (k == "gpu_runtime") c.gpu_runtime = *v;
   }
   return Status::Ok();
 }
@@ -58,7 +86,7 @@ Result<AgentInvocation> ParseAgentCommandLine(int argc, const char* const* argv)
                "gpuhub-agent"};
   std::string config_file;
   std::optional<std::string> server, token, token_file, disk_path, fake_gpus, docker_host,
-      log_level;
+      log_level, port_range, home_root, gpu_runtime;
   std::optional<double> heartbeat;
   app.add_option("--config", config_file, "TOML settings file");
   app.add_option("--server", server, "server URL, ws://HOST:PORT or wss://HOST:PORT");
@@ -69,6 +97,9 @@ Result<AgentInvocation> ParseAgentCommandLine(int argc, const char* const* argv)
   app.add_option("--disk-path", disk_path, "file system whose usage is reported");
   app.add_option("--fake-gpus", fake_gpus, "JSON file of simulated GPUs (tests, demos)");
   app.add_option("--docker-host", docker_host, "Docker Engine API socket, unix:///PATH");
+  app.add_option("--port-range", port_range, "host ports for containers, MIN-MAX (40000-49999)");
+  app.add_option("--home-root", home_root, "mount DIR/<account> into each user's containers");
+  app.add_option("--gpu-runtime", gpu_runtime, "how containers reach GPUs: none, nvidia or cdi");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
   app.set_version_flag("--version", "gpuhub-agent 0.1.0");
   auto exit_now = ParseFlags(app, argc, argv);
@@ -88,6 +119,18 @@ Result<AgentInvocation> ParseAgentCommandLine(int argc, const char* const* argv)
   if (fake_gpus) c.fake_gpus = *fake_gpus;
   if (docker_host) c.docker_host = *docker_host;
   if (log_level) c.log_level = *log_level;
+  if (port_range) {
+    if (auto s = ParsePortRange(*port_range, c); !s.ok()) return s.error();
+  }
+  if (home_root) c.home_root = *home_root;
+  if (gpu_runtime) c.gpu_runtime = *gpu_runtime;
+  if (c.gpu_runtime != "none" && c.gpu_runtime != "nvidia" && c.gpu_runtime != "cdi") {
+    return InvalidArgument("--gpu-runtime must be none, nvidia or cdi, got \"" + c.gpu_runtime +
+                           "\"");
+  }
+  if (!c.home_root.empty() && !c.home_root.starts_with('/')) {
+    return InvalidArgument("--home-root must be an absolute path");
+  }
   if (c.token.empty() && !c.token_file.empty()) {
     auto text = ReadFile(c.token_file, 4096);
     if (!text.ok()) return InvalidArgument("cannot read token file: " + text.error().message);

@@ -27,6 +27,7 @@ using tcp = net::ip::tcp;
 namespace {
 
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
+constexpr size_t kMaxOutbox = 1024;
 
 auto Redirect(beast::error_code& ec) { return net::redirect_error(net::use_awaitable, ec); }
 
@@ -79,18 +80,32 @@ Result<std::chrono::milliseconds> CheckAuthReply(const ServerUrl& s, const std::
   return heartbeat;
 }
 
-// Logs an error message from the server; true if it was one.
-bool LogServerError(const std::string& text) {
-  json m = json::parse(text, nullptr, false);
-  if (m.is_object() && m.value("type", std::string()) == "error" && m.contains("data") &&
-      m["data"].is_object()) {
-    spdlog::warn("server says: {}", m["data"].value("message", std::string("?")));
-    return true;
-  }
-  return false;
-}
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 }  // namespace
+
+bool AgentLink::Dispatch(const std::string& text) {
+  json m = json::parse(text, nullptr, false);
+  if (!m.is_object() || !m.contains("type") || !m["type"].is_string()) {
+    spdlog::warn("ignoring an unreadable message from the server");
+    return true;
+  }
+  std::string type = m["type"].get<std::string>();
+  json data = m.contains("data") ? m["data"] : json::object();
+  if (type == "error") {
+    spdlog::warn("server says: {}",
+                 data.is_object() ? data.value("message", std::string("?")) : data.dump());
+    return false;
+  }
+  if (on_message_) on_message_(type, data);
+  return true;
+}
+
+bool AgentLink::Send(std::string_view type, json data) {
+  if (!enqueue_) return false;
+  enqueue_(Dump(Message(type, std::move(data))));
+  return true;
+}
 
 Result<ServerUrl> ParseServerUrl(std::string_view url) {
   ServerUrl u;
@@ -222,7 +237,7 @@ net::awaitable<Status> AgentLink::Converse(Ws& ws) {
 
   auto send = [&ws](const json& message) -> net::awaitable<beast::error_code> {
     beast::error_code e;
-    std::string text = message.dump(-1, ' ', false, json::error_handler_t::replace);
+    std::string text = Dump(message);
     co_await ws.async_write(net::buffer(text), Redirect(e));
     co_return e;
   };
@@ -243,6 +258,36 @@ net::awaitable<Status> AgentLink::Converse(Ws& ws) {
     co_return LinkError("sending inventory", ec);
   }
 
+  // From here on every write goes through the outbox, one in flight.
+  std::deque<std::string> outbox;
+  bool writing = false;
+  net::steady_timer writer_finished(ioc_, net::steady_timer::time_point::max());
+  auto writer = [&]() -> net::awaitable<void> {
+    while (!outbox.empty()) {
+      beast::error_code e;
+      co_await ws.async_write(net::buffer(outbox.front()), Redirect(e));
+      if (e) {
+        beast::get_lowest_layer(ws).close();  // the reader notices and ends the session
+        break;
+      }
+      outbox.pop_front();
+    }
+    writing = false;
+    writer_finished.cancel();
+  };
+  enqueue_ = [&](std::string text) {
+    if (outbox.size() >= kMaxOutbox) {
+      spdlog::warn("the server does not read our messages; closing the connection");
+      beast::get_lowest_layer(ws).close();
+      return;
+    }
+    outbox.push_back(std::move(text));
+    if (!writing) {
+      writing = true;
+      net::co_spawn(ioc_, writer, net::detached);
+    }
+  };
+
   // The reader runs beside the heartbeat loop; whichever ends first ends both.
   bool reader_done = false;
   bool resend_full = false;
@@ -261,13 +306,14 @@ net::awaitable<Status> AgentLink::Converse(Ws& ws) {
             break;
           }
           // After a refused report the server's copy may be stale: resend it whole.
-          if (LogServerError(beast::buffers_to_string(in.data()))) resend_full = true;
+          if (!Dispatch(beast::buffers_to_string(in.data()))) resend_full = true;
         }
         reader_done = true;
         wait_.cancel();
         reader_finished.cancel();
       },
       net::detached);
+  if (on_connected_) on_connected_();
 
   while (!reader_done && !stopping_) {
     wait_.expires_after(*heartbeat);
@@ -283,11 +329,13 @@ net::awaitable<Status> AgentLink::Converse(Ws& ws) {
       message = Message("heartbeat", HeartbeatData(last, now));
     }
     resend_full = false;
-    if ((ec = co_await send(message))) break;
+    enqueue_(Dump(message));
     last = std::move(now);
   }
+  enqueue_ = nullptr;
   beast::get_lowest_layer(ws).close();
   if (!reader_done) co_await reader_finished.async_wait(Redirect(ec));
+  if (writing) co_await writer_finished.async_wait(Redirect(ec));
   co_return reader_status;
 }
 

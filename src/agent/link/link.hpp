@@ -7,8 +7,13 @@
 // On any failure it reconnects forever with capped exponential backoff and
 // jitter; a server restart is just another reconnect.
 //
+// Other messages of the server go to the OnMessage handler; Send queues
+// messages to the server (one write in flight; a server that stops reading
+// for 1024 messages gets the connection closed).
+//
 // Runs on the io_context given at construction (use one thread). Start and
-// Stop may be called from any thread.
+// Stop may be called from any thread; OnMessage and OnConnected are set
+// before Start; Send is called on the link's thread.
 #pragma once
 
 #include <atomic>
@@ -16,7 +21,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <deque>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "common/result.hpp"
@@ -57,9 +64,18 @@ class AgentLink {
   AgentLink(boost::asio::io_context& ioc, LinkOptions options,
             std::function<proto::Inventory()> sample);
 
+  // A server message other than an error, with its data ({} when absent).
+  using MessageHandler = std::function<void(const std::string& type, const nlohmann::json& data)>;
+  void OnMessage(MessageHandler handler) { on_message_ = std::move(handler); }
+  // Called once per connection, after the inventory was queued.
+  void OnConnected(std::function<void()> f) { on_connected_ = std::move(f); }
+
   void Start();
   // Closes the connection and stops reconnecting.
   void Stop();
+
+  // Queues a message for the server; false (and dropped) when not connected.
+  bool Send(std::string_view type, nlohmann::json data);
 
   // For logs and tests: true while authenticated to the server.
   bool Connected() const { return connected_.load(); }
@@ -74,8 +90,14 @@ class AgentLink {
   std::function<proto::Inventory()> sample_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> connected_{false};
-  std::function<void()> close_current_;  // on the link's thread only
-  boost::asio::steady_timer wait_;       // backoff and heartbeat waits
+  // Handles one text message from the server; false when it was an error.
+  bool Dispatch(const std::string& text);
+
+  MessageHandler on_message_;
+  std::function<void()> on_connected_;
+  std::function<void()> close_current_;       // on the link's thread only
+  std::function<void(std::string)> enqueue_;  // set while connected; link's thread only
+  boost::asio::steady_timer wait_;            // backoff and heartbeat waits
 };
 
 }  // namespace gpuhub::agent

@@ -80,6 +80,16 @@ bool MayAct(const accounts::Principal& caller, const store::Container& c) {
   return caller.IsAdmin() || caller.user_id == c.user_id;
 }
 
+// 404 for an unknown machine, else 503: it is offline.
+Error OfflineError(store::Store& store, const std::string& machine_id) {
+  auto machines = store.ListMachines();
+  if (!machines.ok()) return machines.error();
+  bool known = std::any_of(machines->begin(), machines->end(),
+                           [&](const store::Machine& m) { return m.id == machine_id; });
+  if (!known) return NotFound("Machine not found");
+  return {ErrorCode::kUnavailable, "Machine " + machine_id + " is offline"};
+}
+
 Error PermissionDenied() { return {ErrorCode::kPermissionDenied, "Permission denied"}; }
 
 }  // namespace
@@ -127,13 +137,10 @@ boost::asio::awaitable<Result<store::Container>> ContainerService::Create(
   record.status = kCreating;
   for (int p : request.ports) record.ports.push_back({p, 0});
   record.created_at = clock_.Now();
+  if (!agents_.Connected(record.machine_id)) co_return OfflineError(store_, record.machine_id);
   auto created = store_.CreateContainer(record);  // checks the machine and the name
   if (!created.ok()) co_return created.error();
   record = std::move(created).value();
-  if (!agents_.Connected(record.machine_id)) {
-    (void)store_.DeleteContainer(record.id);
-    co_return Error{ErrorCode::kUnavailable, "Machine " + record.machine_id + " is offline"};
-  }
 
   {
     std::lock_guard lock(mu_);

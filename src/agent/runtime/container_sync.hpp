@@ -1,0 +1,49 @@
+// ContainerSync: connects the agent's server link to its ContainerManager.
+//
+// Carries out the server's "container" messages and answers each with a
+// "container_result"; sends a "containers" report of every gpuhub container
+// on this machine after each (re)connection and whenever a poll of the
+// runtime finds the set or a status changed. A poll that cannot reach the
+// runtime sends nothing (the server keeps what it knew) and is logged once.
+// Without a manager (no --docker-host) every operation is refused with a
+// message saying so.
+//
+// Runs on the link's io_context (one thread). The link and the manager must
+// outlive it; Start once, before the link starts.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <optional>
+#include <vector>
+
+#include "agent/link/link.hpp"
+#include "agent/runtime/container_manager.hpp"
+
+namespace gpuhub::agent::runtime {
+
+class ContainerSync {
+ public:
+  ContainerSync(boost::asio::io_context& ioc, AgentLink& link, ContainerManager* manager,
+                std::chrono::milliseconds poll_interval);
+
+  void Start();
+  void Stop();
+
+ private:
+  void OnMessage(const std::string& type, const nlohmann::json& data);
+  boost::asio::awaitable<void> Run(proto::ContainerOp op);
+  boost::asio::awaitable<void> Poll();
+
+  boost::asio::io_context& ioc_;
+  AgentLink& link_;
+  ContainerManager* manager_;
+  const std::chrono::milliseconds poll_interval_;
+  boost::asio::steady_timer timer_;
+  std::optional<std::vector<proto::ContainerState>> sent_;  // last report on this connection
+  bool runtime_down_logged_ = false;
+  bool stopping_ = false;
+};
+
+}  // namespace gpuhub::agent::runtime
