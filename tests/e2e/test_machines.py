@@ -563,8 +563,10 @@ def test_ws_auth_ok(msrv):
         assert ws_recv(ws) == {"type": "auth", "data": {"ok": True, "account": acct}}
         ws_send(ws, "frob", {})
         assert ws_recv(ws) == {"type": "error", "data": {"message": "Unknown type: frob"}}
-        ws_send(ws, "container")  # no data: still just an unknown type for now
-        assert ws_recv(ws)["type"] == "error"
+        ws_send(ws, "container")  # no data: a container reply saying what is missing
+        assert ws_recv(ws) == {"type": "container", "data": {
+            "opt": None, "request_id": None, "ok": False,
+            "message": "Field opt must be one of create, start, stop, restart, delete, list"}}
         # still open and answering
         ws_send(ws, "zzz", {})
         assert ws_recv(ws) == {"type": "error", "data": {"message": "Unknown type: zzz"}}
