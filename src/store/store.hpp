@@ -7,6 +7,7 @@
 // kInternal means the database itself failed.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -89,6 +90,41 @@ struct Container {
   bool operator==(const Container&) const = default;
 };
 
+// A GPU lease: `command` run in the user's container on one machine with
+// `gpu_ids` for `duration`. Status: "queued", "running", "completed",
+// "failed", "cancelled", "expired", "lost".
+struct Task {
+  int64_t id = 0;
+  int64_t user_id = 0;
+  std::string account;
+  std::string machine_id;
+  int64_t container_id = 0;
+  std::string containername;
+  std::string command;
+  std::chrono::milliseconds duration{0};
+  int gpu_count = 0;
+  std::vector<int> gpus_requested;  // the explicit `gpus` of the request, or empty
+  std::vector<int> gpu_ids;         // the GPUs leased; empty while queued
+  std::string status;
+  TimePoint submit_time{};
+  std::optional<TimePoint> start_time;
+  std::optional<TimePoint> end_time;
+  std::optional<int> exit_code;
+  bool released = false;  // the lease's processes are gone and its GPUs free again
+  bool operator==(const Task&) const = default;
+};
+
+// Which tasks ListTasks returns.
+struct TaskFilter {
+  std::optional<int64_t> user_id;
+  std::optional<std::string> machine_id;
+  // When set: queued and running tasks, and those that ended at or after it.
+  std::optional<TimePoint> active_or_ended_since;
+  // When set: only tasks whose GPUs are not released yet (queued, running, or
+  // ended with released false).
+  bool unreleased_only = false;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -104,8 +140,8 @@ class Store {
   // created_at. kNotFound if there is no such user.
   virtual Status UpdateUser(const User& user) = 0;
 
-  // Deletes the user and their container records. kNotFound if there is no
-  // such user.
+  // Deletes the user and their container records (their tasks stay, as
+  // history, under their account name). kNotFound if there is no such user.
   virtual Status DeleteUser(int64_t id) = 0;
 
   // Records that the token with `jti` is revoked until `expires_at`.
@@ -125,8 +161,9 @@ class Store {
   // Every machine, ordered by id.
   virtual Result<std::vector<Machine>> ListMachines() = 0;
 
-  // kNotFound "Machine not found" for an unknown id. The machine's container
-  // records go with it.
+  // kNotFound "Machine not found" for an unknown id; kConflict "Machine has
+  // active tasks" while a task on it is queued or running. The machine's
+  // container records and finished tasks go with it.
   virtual Status DeleteMachine(const std::string& id) = 0;
   virtual Status SetMachineToken(const std::string& id, const std::string& token_hash) = 0;
   virtual Status SetMachineSeen(const std::string& id, TimePoint last_seen,
@@ -158,6 +195,18 @@ class Store {
   virtual Status UpdateContainer(const Container& c) = 0;
   // kNotFound "Container not found".
   virtual Status DeleteContainer(int64_t id) = 0;
+
+  // Inserts `task` (its id is ignored) and returns it with the new id; ids are
+  // never reused and grow with submission. kNotFound "Machine not found" /
+  // "User not found". Times keep millisecond precision.
+  virtual Result<Task> CreateTask(const Task& task) = 0;
+  // kNotFound "Task not found".
+  virtual Result<Task> GetTask(int64_t id) = 0;
+  // Replaces gpu_ids, status, start_time, end_time, exit_code and released of
+  // the task with `t.id`. kNotFound "Task not found".
+  virtual Status UpdateTask(const Task& t) = 0;
+  // Tasks matching `filter`, newest (highest id) first.
+  virtual Result<std::vector<Task>> ListTasks(const TaskFilter& filter) = 0;
 };
 
 // Opens (creating if needed) the SQLite database at `path` in WAL mode and

@@ -70,6 +70,44 @@ CREATE TABLE containers (
 CREATE INDEX containers_machine_id ON containers (machine_id);
 CREATE INDEX containers_image_id ON containers (image_id);
 )sql"},
+    // Task times are in milliseconds since the epoch; gpus_requested and
+    // gpu_ids are JSON arrays of GPU indexes such as [0,2]. user_id and
+    // container_id are no foreign keys: a task outlives its user and container
+    // as history (their ids are never reused). machine_id cascades, but
+    // DeleteMachine first refuses while a task there is queued or running.
+    // tasks_live, partial, holds only the tasks that matter to the scheduler
+    // (queued, running, or ended with their GPUs not released yet), so it stays
+    // small however long the history grows; it serves DeleteMachine's check
+    // and the ListTasks filters on live tasks. tasks_machine_end and
+    // tasks_user_end serve the listings by machine and by user, "ended since"
+    // included, and the machine's cascade; tasks_end, partial, the "ended
+    // since" listing of all tasks, and takes a task only once it has ended.
+    Migration{4, R"sql(
+CREATE TABLE tasks (
+  id             INTEGER PRIMARY KEY AUTOINCREMENT,
+  user_id        INTEGER NOT NULL,
+  account        TEXT NOT NULL,
+  machine_id     TEXT NOT NULL REFERENCES machines (id) ON DELETE CASCADE,
+  container_id   INTEGER NOT NULL,
+  containername  TEXT NOT NULL,
+  command        TEXT NOT NULL,
+  duration_ms    INTEGER NOT NULL,
+  gpu_count      INTEGER NOT NULL,
+  gpus_requested TEXT NOT NULL,
+  gpu_ids        TEXT NOT NULL,
+  status         TEXT NOT NULL,
+  submit_ms      INTEGER NOT NULL,
+  start_ms       INTEGER,
+  end_ms         INTEGER,
+  exit_code      INTEGER,
+  released       INTEGER NOT NULL CHECK (released IN (0, 1))
+);
+CREATE INDEX tasks_live ON tasks (machine_id, user_id)
+  WHERE status IN ('queued', 'running') OR released = 0;
+CREATE INDEX tasks_machine_end ON tasks (machine_id, end_ms);
+CREATE INDEX tasks_user_end ON tasks (user_id, end_ms);
+CREATE INDEX tasks_end ON tasks (end_ms) WHERE end_ms IS NOT NULL;
+)sql"},
 };
 
 Status Fail(sqlite3* db, std::string_view what) {

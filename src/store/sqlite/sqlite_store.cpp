@@ -1,6 +1,7 @@
 #include "store/sqlite/sqlite_store.hpp"
 
 #include <array>
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string_view>
@@ -20,6 +21,13 @@ constexpr std::string_view kImageColumns = "id, name, image, description, create
 constexpr std::string_view kContainerColumns =
     "id, user_id, account, machine_id, name, image_id, image, status, ports, runtime_id, "
     "created_at";
+constexpr std::string_view kTaskColumns =
+    "id, user_id, account, machine_id, container_id, containername, command, duration_ms, "
+    "gpu_count, gpus_requested, gpu_ids, status, submit_ms, start_ms, end_ms, exit_code, released";
+// A task that holds or awaits GPUs. Written exactly as in the WHERE of the
+// partial index tasks_live (migration 4), which a query can use only if its
+// own WHERE repeats that expression or a part of its OR.
+constexpr std::string_view kActive = "status IN ('queued', 'running')";
 
 Error DbError(sqlite3* db, std::string_view what) {
   return Internal(std::string(what) + ": " + sqlite3_errmsg(db));
@@ -75,6 +83,20 @@ std::optional<std::string> ColumnOptionalText(sqlite3_stmt* stmt, int column) {
 }
 TimePoint ColumnTime(sqlite3_stmt* stmt, int column) {
   return FromUnixSeconds(sqlite3_column_int64(stmt, column));
+}
+
+// Task times: milliseconds since the epoch, rounded down.
+int64_t ToUnixMillis(TimePoint t) {
+  return std::chrono::floor<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+TimePoint FromUnixMillis(int64_t ms) { return TimePoint(std::chrono::milliseconds(ms)); }
+std::optional<int64_t> ToUnixMillis(const std::optional<TimePoint>& t) {
+  if (!t) return std::nullopt;
+  return ToUnixMillis(*t);
+}
+std::optional<TimePoint> ColumnOptionalMillis(sqlite3_stmt* stmt, int column) {
+  if (sqlite3_column_type(stmt, column) == SQLITE_NULL) return std::nullopt;
+  return FromUnixMillis(sqlite3_column_int64(stmt, column));
 }
 
 // How to judge a statement that returns no rows.
@@ -292,6 +314,125 @@ Status CheckContainerRefs(sqlite3_stmt* stmt, const Container& c) {
   return Status::Ok();
 }
 
+// GPU indexes as stored in tasks.gpus_requested and tasks.gpu_ids: [0,2].
+std::string FormatGpus(const std::vector<int>& gpus) { return nlohmann::json(gpus).dump(); }
+
+// The inverse of FormatGpus; nullopt if `text` is not such a list.
+std::optional<std::vector<int>> ParseGpus(std::string_view text) {
+  const nlohmann::json list = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!list.is_array()) return std::nullopt;
+  std::vector<int> gpus;
+  for (const nlohmann::json& entry : list) {
+    if (!entry.is_number_integer()) return std::nullopt;
+    gpus.push_back(entry.get<int>());
+  }
+  return gpus;
+}
+
+// Reads a row laid out as kTaskColumns.
+Result<Task> ReadTask(sqlite3_stmt* stmt) {
+  Task t;
+  t.id = sqlite3_column_int64(stmt, 0);
+  t.user_id = sqlite3_column_int64(stmt, 1);
+  t.account = ColumnText(stmt, 2);
+  t.machine_id = ColumnText(stmt, 3);
+  t.container_id = sqlite3_column_int64(stmt, 4);
+  t.containername = ColumnText(stmt, 5);
+  t.command = ColumnText(stmt, 6);
+  t.duration = std::chrono::milliseconds(sqlite3_column_int64(stmt, 7));
+  t.gpu_count = sqlite3_column_int(stmt, 8);
+  std::optional<std::vector<int>> requested = ParseGpus(ColumnText(stmt, 9));
+  std::optional<std::vector<int>> gpu_ids = ParseGpus(ColumnText(stmt, 10));
+  if (!requested || !gpu_ids) {
+    return Internal("task " + std::to_string(t.id) + " has malformed GPUs");
+  }
+  t.gpus_requested = std::move(*requested);
+  t.gpu_ids = std::move(*gpu_ids);
+  t.status = ColumnText(stmt, 11);
+  t.submit_time = FromUnixMillis(sqlite3_column_int64(stmt, 12));
+  t.start_time = ColumnOptionalMillis(stmt, 13);
+  t.end_time = ColumnOptionalMillis(stmt, 14);
+  if (sqlite3_column_type(stmt, 15) != SQLITE_NULL) t.exit_code = sqlite3_column_int(stmt, 15);
+  t.released = sqlite3_column_int(stmt, 16) != 0;
+  return t;
+}
+
+// `t` as CreateTask stored it: with its new id and times in whole ms.
+Task TaskAsInserted(sqlite3* db, Task t) {
+  t.id = sqlite3_last_insert_rowid(db);
+  t.submit_time = FromUnixMillis(ToUnixMillis(t.submit_time));
+  if (t.start_time) t.start_time = FromUnixMillis(ToUnixMillis(*t.start_time));
+  if (t.end_time) t.end_time = FromUnixMillis(ToUnixMillis(*t.end_time));
+  return t;
+}
+
+// kNotFound naming the first of the task's machine and user that does not
+// exist. `stmt` is Statements::task_refs_exist.
+Status CheckTaskRefs(sqlite3_stmt* stmt, const Task& t) {
+  ScopedReset reset(stmt);
+  if (BindAll(stmt, t.machine_id, t.user_id) != SQLITE_OK || sqlite3_step(stmt) != SQLITE_ROW) {
+    return DbError(sqlite3_db_handle(stmt), "create task");
+  }
+  if (sqlite3_column_int(stmt, 0) == 0) return NotFound("Machine not found");
+  if (sqlite3_column_int(stmt, 1) == 0) return NotFound("User not found");
+  return Status::Ok();
+}
+
+// Which fields of a TaskFilter are set, as an index into
+// Statements::list_tasks: bit 0 user_id, 1 machine_id, 2
+// active_or_ended_since, 3 unreleased_only.
+constexpr int kTaskListShapes = 16;
+int TaskListShape(const TaskFilter& f) {
+  return (f.user_id ? 1 : 0) | (f.machine_id ? 2 : 0) | (f.active_or_ended_since ? 4 : 0) |
+         (f.unreleased_only ? 8 : 0);
+}
+
+// The SELECT for filters of `shape`; see ListTasksSql in the header. The
+// filters on live tasks (queued, running, or not released) read the small
+// partial index tasks_live, named with INDEXED BY because the planner, having
+// no statistics, would rather take machine_id or user_id from the big
+// indexes; "ended since" reads tasks_user_end, tasks_machine_end or tasks_end.
+// Either way a query reads about as many rows as it returns, however long the
+// history. Only the unfiltered listing and those by user or machine alone read
+// all of the table or of that user's or machine's tasks.
+std::string TaskListSql(int shape) {
+  const bool by_user = (shape & 1) != 0;
+  const bool by_machine = (shape & 2) != 0;
+  const bool since = (shape & 4) != 0;
+  const bool unreleased = (shape & 8) != 0;
+  // "SELECT ... FROM tasks [INDEXED BY ...] WHERE terms AND user AND machine".
+  auto select = [&](std::string_view indexed_by, std::vector<std::string> terms) {
+    if (by_user) terms.emplace_back("user_id = ?1");
+    if (by_machine) terms.emplace_back("machine_id = ?2");
+    std::string sql = "SELECT " + std::string(kTaskColumns) + " FROM tasks";
+    if (!indexed_by.empty()) sql.append(" INDEXED BY ").append(indexed_by);
+    for (size_t i = 0; i < terms.size(); ++i) {
+      sql.append(i == 0 ? " WHERE " : " AND ").append(terms[i]);
+    }
+    return sql;
+  };
+  const std::string active(kActive);
+  std::string sql;
+  if (unreleased) {
+    // Live tasks only; "ended since" further narrows those that ended.
+    std::vector<std::string> terms = {"(" + active + " OR released = 0)"};
+    if (since) terms.push_back("(" + active + " OR end_ms >= ?3)");
+    sql = select("tasks_live", std::move(terms));
+  } else if (since) {
+    // Active tasks, and the others that ended since: disjoint halves. The
+    // second names its index too: to save the sort, the planner would rather
+    // scan the whole table in id order.
+    const std::string_view ended_index = by_user      ? "tasks_user_end"
+                                         : by_machine ? "tasks_machine_end"
+                                                      : "tasks_end";
+    sql = select("tasks_live", {active}) + " UNION ALL " +
+          select(ended_index, {"end_ms >= ?3", "status NOT IN ('queued', 'running')"});
+  } else {
+    sql = select("", {});
+  }
+  return sql + " ORDER BY id DESC";
+}
+
 Result<StmtPtr> Prepare(sqlite3* db, std::string_view sql) {
   sqlite3_stmt* stmt = nullptr;
   if (sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
@@ -317,7 +458,7 @@ Result<Statements> PrepareAll(sqlite3* db) {
       {&s.update_user,
        "UPDATE users SET password_hash = ?, nickname = ?, email = ?, phone = ?, role = ?, "
        "photo_kind = ?, photo_ref = ?, photo_type = ?, photo_version = ? WHERE id = ?"},
-      // Its containers go by ON DELETE CASCADE.
+      // Its containers go by ON DELETE CASCADE; its tasks stay (no foreign key).
       {&s.delete_user, "DELETE FROM users WHERE id = ?"},
       // Revoking again keeps the later expiry.
       {&s.revoke_token,
@@ -329,7 +470,7 @@ Result<Statements> PrepareAll(sqlite3* db) {
       {&s.create_machine,
        "INSERT INTO machines (" + std::string(kMachineColumns) + ") VALUES (?, ?, ?, ?, ?)"},
       {&s.list_machines, "SELECT " + std::string(kMachineColumns) + " FROM machines ORDER BY id"},
-      // Its containers go by ON DELETE CASCADE.
+      // Its containers and tasks go by ON DELETE CASCADE.
       {&s.delete_machine, "DELETE FROM machines WHERE id = ?"},
       {&s.set_machine_token, "UPDATE machines SET token_hash = ? WHERE id = ?"},
       {&s.set_machine_seen, "UPDATE machines SET last_seen = ?, ip = ? WHERE id = ?"},
@@ -351,11 +492,31 @@ Result<Statements> PrepareAll(sqlite3* db) {
       {&s.update_container,
        "UPDATE containers SET status = ?, ports = ?, runtime_id = ? WHERE id = ?"},
       {&s.delete_container, "DELETE FROM containers WHERE id = ?"},
+      {&s.machine_has_active_tasks,
+       "SELECT EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_live "
+       "WHERE machine_id = ? AND " +
+           std::string(kActive) + ")"},
+      {&s.task_refs_exist,
+       "SELECT EXISTS (SELECT 1 FROM machines WHERE id = ?), "
+       "EXISTS (SELECT 1 FROM users WHERE id = ?)"},
+      {&s.create_task,
+       "INSERT INTO tasks (user_id, account, machine_id, container_id, containername, command, "
+       "duration_ms, gpu_count, gpus_requested, gpu_ids, status, submit_ms, start_ms, end_ms, "
+       "exit_code, released) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+      {&s.get_task, "SELECT " + std::string(kTaskColumns) + " FROM tasks WHERE id = ?"},
+      {&s.update_task,
+       "UPDATE tasks SET gpu_ids = ?, status = ?, start_ms = ?, end_ms = ?, exit_code = ?, "
+       "released = ? WHERE id = ?"},
   };
   for (const Entry& e : entries) {
     Result<StmtPtr> stmt = Prepare(db, e.sql);
     if (!stmt.ok()) return stmt.error();
     *e.slot = std::move(stmt).value();
+  }
+  for (int shape = 0; shape < kTaskListShapes; ++shape) {
+    Result<StmtPtr> stmt = Prepare(db, TaskListSql(shape));
+    if (!stmt.ok()) return stmt.error();
+    s.list_tasks[static_cast<size_t>(shape)] = std::move(stmt).value();
   }
   return s;
 }
@@ -477,8 +638,18 @@ Result<std::vector<Machine>> SqliteStore::ListMachines() {
 
 Status SqliteStore::DeleteMachine(const std::string& id) {
   std::lock_guard lock(mu_);
-  return Write(stmts_.delete_machine.get(),
-               {.what = "delete machine", .not_found = "Machine not found"}, id);
+  // The check and the delete share the write lock, so no task on the machine
+  // can start or be submitted in between.
+  return InWriteTransaction(db_.get(), [&]() -> Status {
+    sqlite3_stmt* check = stmts_.machine_has_active_tasks.get();
+    ScopedReset reset(check);
+    if (BindAll(check, id) != SQLITE_OK || sqlite3_step(check) != SQLITE_ROW) {
+      return DbError(db_.get(), "delete machine");
+    }
+    if (sqlite3_column_int(check, 0) != 0) return Conflict("Machine has active tasks");
+    return Write(stmts_.delete_machine.get(),
+                 {.what = "delete machine", .not_found = "Machine not found"}, id);
+  });
 }
 
 Status SqliteStore::SetMachineToken(const std::string& id, const std::string& token_hash) {
@@ -569,6 +740,65 @@ Status SqliteStore::DeleteContainer(int64_t id) {
   return Write(stmts_.delete_container.get(),
                {.what = "delete container", .not_found = "Container not found"}, id);
 }
+
+Result<Task> SqliteStore::CreateTask(const Task& t) {
+  std::lock_guard lock(mu_);
+  const std::string requested = FormatGpus(t.gpus_requested);
+  const std::string gpu_ids = FormatGpus(t.gpu_ids);
+  const std::optional<int64_t> exit_code = t.exit_code;
+  // The checks and the insert share the write lock, so no other connection can
+  // delete the machine or the user in between.
+  return InWriteTransaction(db_.get(), [&]() -> Result<Task> {
+    if (Status s = CheckTaskRefs(stmts_.task_refs_exist.get(), t); !s.ok()) return s.error();
+    if (Status s = Write(stmts_.create_task.get(), {.what = "create task"}, t.user_id, t.account,
+                         t.machine_id, t.container_id, t.containername, t.command,
+                         static_cast<int64_t>(t.duration.count()), int64_t{t.gpu_count}, requested,
+                         gpu_ids, t.status, ToUnixMillis(t.submit_time), ToUnixMillis(t.start_time),
+                         ToUnixMillis(t.end_time), exit_code, int64_t{t.released ? 1 : 0});
+        !s.ok()) {
+      return s.error();
+    }
+    return TaskAsInserted(db_.get(), t);
+  });
+}
+
+Result<Task> SqliteStore::GetTask(int64_t id) {
+  std::lock_guard lock(mu_);
+  Result<std::vector<Task>> rows = Query(stmts_.get_task.get(), "get task", ReadTask, id);
+  if (!rows.ok()) return rows.error();
+  if (rows->empty()) return NotFound("Task not found");
+  return std::move(rows->front());
+}
+
+Status SqliteStore::UpdateTask(const Task& t) {
+  std::lock_guard lock(mu_);
+  const std::optional<int64_t> exit_code = t.exit_code;
+  return Write(stmts_.update_task.get(), {.what = "update task", .not_found = "Task not found"},
+               FormatGpus(t.gpu_ids), t.status, ToUnixMillis(t.start_time),
+               ToUnixMillis(t.end_time), exit_code, int64_t{t.released ? 1 : 0}, t.id);
+}
+
+Result<std::vector<Task>> SqliteStore::ListTasks(const TaskFilter& f) {
+  std::lock_guard lock(mu_);
+  sqlite3_stmt* stmt = stmts_.list_tasks[static_cast<size_t>(TaskListShape(f))].get();
+  ScopedReset reset(stmt);
+  // Only the parameters the statement names may be bound.
+  int rc = SQLITE_OK;
+  if (f.user_id) rc = BindValue(stmt, 1, *f.user_id);
+  if (f.machine_id && rc == SQLITE_OK) rc = BindValue(stmt, 2, *f.machine_id);
+  if (f.active_or_ended_since && rc == SQLITE_OK) {
+    // Rounded up: a stored end_ms is at or after the rounded value exactly when
+    // it is at or after the given time.
+    rc = BindValue(stmt, 3,
+                   static_cast<int64_t>(std::chrono::ceil<std::chrono::milliseconds>(
+                                            f.active_or_ended_since->time_since_epoch())
+                                            .count()));
+  }
+  if (rc != SQLITE_OK) return DbError(db_.get(), "list tasks");
+  return Query(stmt, "list tasks", ReadTask);
+}
+
+std::string ListTasksSql(const TaskFilter& filter) { return TaskListSql(TaskListShape(filter)); }
 
 }  // namespace gpuhub::store::sqlite
 

@@ -3,14 +3,17 @@
 // Thread-safety: one connection, guarded by one mutex; every method holds it
 // for its whole call, so a SqliteStore may be used from any thread and calls
 // are serialized. Each method is a single auto-committed statement, except
-// CreateContainer, which checks and inserts in one BEGIN IMMEDIATE transaction;
-// with synchronous=FULL a successful return is durable even against power loss.
+// CreateContainer and CreateTask, which check and insert, and DeleteMachine,
+// which checks for active tasks and deletes, each in one BEGIN IMMEDIATE
+// transaction; with synchronous=FULL a successful return is durable even
+// against power loss.
 // Other processes may open the same file; they wait up to kBusyTimeoutMs for
 // its lock. Private to src/store: others use OpenSqliteStore in store.hpp.
 #pragma once
 
 #include <sqlite3.h>
 
+#include <array>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -55,7 +58,19 @@ struct Statements {
   StmtPtr list_containers;
   StmtPtr update_container;
   StmtPtr delete_container;
+  StmtPtr machine_has_active_tasks;
+  StmtPtr task_refs_exist;
+  StmtPtr create_task;
+  StmtPtr get_task;
+  StmtPtr update_task;
+  // One per shape of TaskFilter, indexed by TaskListShape (sqlite_store.cpp).
+  std::array<StmtPtr, 16> list_tasks;
 };
+
+// The SELECT that ListTasks runs for filters shaped like `filter` (which of
+// its fields are set; their values are bound as ?1 user_id, ?2 machine_id, ?3
+// active_or_ended_since in ms). For tests of its query plan.
+std::string ListTasksSql(const TaskFilter& filter);
 
 class SqliteStore final : public Store {
  public:
@@ -87,6 +102,10 @@ class SqliteStore final : public Store {
                                                 std::optional<std::string> machine_id) override;
   Status UpdateContainer(const Container& c) override;
   Status DeleteContainer(int64_t id) override;
+  Result<Task> CreateTask(const Task& task) override;
+  Result<Task> GetTask(int64_t id) override;
+  Status UpdateTask(const Task& t) override;
+  Result<std::vector<Task>> ListTasks(const TaskFilter& filter) override;
 
  private:
   std::mutex mu_;

@@ -5,11 +5,14 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <filesystem>
+#include <iostream>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -677,7 +680,8 @@ TEST(Migrations, Version2DatabaseMigratesToVersion3) {
   Result<std::unique_ptr<Store>> opened = OpenSqliteStore(path);
   ASSERT_TRUE(opened.ok()) << opened.error().message;
   Store& store = **opened;
-  EXPECT_EQ(RawDb(path).Scalar("SELECT MAX(version) FROM schema_migrations"), "3");
+  EXPECT_EQ(RawDb(path).Scalar("SELECT MAX(version) FROM schema_migrations"),
+            std::to_string(sqlite::Migrations().back().version));
 
   Result<std::vector<User>> users = store.ListUsers();
   ASSERT_TRUE(users.ok());
@@ -696,6 +700,616 @@ TEST(Migrations, Version2DatabaseMigratesToVersion3) {
       store.CreateContainer(MakeContainer(users->front(), "node-01", "dev", *image));
   ASSERT_TRUE(created.ok()) << created.error().message;
   EXPECT_THAT(store.GetContainer(created->id), Holds(*created));
+}
+
+// ---- Tasks -----------------------------------------------------------------
+
+constexpr std::string_view kTaskStatuses[] = {"queued",    "running", "completed", "failed",
+                                              "cancelled", "expired", "lost"};
+
+// A fixed origin for task times, on a whole millisecond.
+const TimePoint kT0 = FromUnixSeconds(1795482000);
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+// Two users, two machines, and a container of each user on each machine.
+class TaskStoreTest : public ContainerStoreTest {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(ContainerStoreTest::SetUp());
+    for (const User* u : {&alice_, &bob_}) {
+      for (const char* m : {"node-01", "node-02"}) containers_.push_back(Create(*u, m, "dev"));
+    }
+  }
+
+  // A queued task of `user` on `machine`, in their container there.
+  Task MakeTask(const User& user, const std::string& machine) const {
+    Task t;
+    t.user_id = user.id;
+    t.account = user.account;
+    t.machine_id = machine;
+    for (const Container& c : containers_) {
+      if (c.user_id == user.id && c.machine_id == machine) t.container_id = c.id;
+    }
+    t.containername = "dev";
+    t.command = "python train.py --epochs 3";
+    t.duration = std::chrono::hours(2);
+    t.gpu_count = 1;
+    t.status = "queued";
+    t.submit_time = kT0;
+    return t;
+  }
+
+  // Creates the task, failing the test if that fails.
+  Task CreateTask(const Task& t) {
+    Result<Task> created = store_->CreateTask(t);
+    EXPECT_TRUE(created.ok()) << created.error().message;
+    return created.ok() ? *created : Task{};
+  }
+
+  // ListTasks' answer; empty, failing the test, if it fails.
+  std::vector<Task> ListTasks(const TaskFilter& f) {
+    Result<std::vector<Task>> list = store_->ListTasks(f);
+    EXPECT_TRUE(list.ok()) << list.error().message;
+    return list.ok() ? *list : std::vector<Task>{};
+  }
+
+  // Ends the task: `status`, end time `end`, GPUs released or not.
+  Task End(Task t, const std::string& status, std::optional<TimePoint> end, bool released) {
+    t.status = status;
+    t.end_time = end;
+    t.released = released;
+    EXPECT_TRUE(store_->UpdateTask(t).ok());
+    return t;
+  }
+
+  std::vector<Container> containers_;
+};
+
+TEST_F(TaskStoreTest, CreateGetRoundTripOfEveryField) {
+  Task full = MakeTask(alice_, "node-02");
+  full.command = "bash -c 'echo \"hi\" && sleep 1'\n\tünïcode";
+  full.duration = milliseconds(5400123);
+  full.gpu_count = 3;
+  full.gpus_requested = {3, 0, 7};  // order is kept
+  full.gpu_ids = {3, 0, 7};
+  full.status = "completed";
+  // Sub-millisecond parts are cut: times keep whole milliseconds.
+  full.submit_time = kT0 + milliseconds(1) + std::chrono::microseconds(999);
+  full.start_time = kT0 + milliseconds(2500) + std::chrono::nanoseconds(1);
+  full.end_time = kT0 + seconds(7200) + milliseconds(999) + std::chrono::microseconds(500);
+  full.exit_code = -9;
+  full.released = true;
+  full.id = 12345;  // ignored
+
+  Result<Task> created = store_->CreateTask(full);
+  ASSERT_TRUE(created.ok()) << created.error().message;
+  EXPECT_GT(created->id, 0);
+  Task expected = full;
+  expected.id = created->id;
+  expected.submit_time = kT0 + milliseconds(1);
+  expected.start_time = kT0 + milliseconds(2500);
+  expected.end_time = kT0 + seconds(7200) + milliseconds(999);
+  EXPECT_EQ(*created, expected);
+  EXPECT_THAT(store_->GetTask(expected.id), Holds(expected));
+
+  // Optional fields null, lists empty.
+  Task bare = MakeTask(bob_, "node-01");
+  bare.command = "";
+  bare.gpu_count = 0;
+  const Task bare_created = CreateTask(bare);
+  EXPECT_GT(bare_created.id, expected.id);
+  EXPECT_FALSE(bare_created.start_time || bare_created.end_time || bare_created.exit_code);
+  EXPECT_THAT(store_->GetTask(bare_created.id), Holds(bare_created));
+
+  // As stored: ms since the epoch, JSON arrays, NULLs, 0/1.
+  RawDb raw(db_path_);
+  EXPECT_EQ(raw.Scalar(("SELECT submit_ms || ' ' || start_ms || ' ' || end_ms || ' ' || "
+                        "duration_ms || ' ' || gpus_requested || ' ' || gpu_ids || ' ' || "
+                        "exit_code || ' ' || released FROM tasks WHERE id = " +
+                        std::to_string(expected.id))
+                           .c_str()),
+            "1795482000001 1795482002500 1795489200999 5400123 [3,0,7] [3,0,7] -9 1");
+  EXPECT_EQ(raw.Scalar(("SELECT gpus_requested || gpu_ids || released || "
+                        "(start_ms IS NULL) || (end_ms IS NULL) || (exit_code IS NULL) "
+                        "FROM tasks WHERE id = " +
+                        std::to_string(bare_created.id))
+                           .c_str()),
+            "[][]0111");
+
+  // Times before 1970 round down too.
+  Task old = MakeTask(bob_, "node-01");
+  old.submit_time = TimePoint{} - milliseconds(1500) - std::chrono::microseconds(1);
+  const Task old_created = CreateTask(old);
+  EXPECT_EQ(old_created.submit_time, TimePoint{} - milliseconds(1501));
+  EXPECT_THAT(store_->GetTask(old_created.id), Holds(old_created));
+}
+
+TEST_F(TaskStoreTest, UpdateReplacesOnlyTheLeaseFields) {
+  Task t = CreateTask(MakeTask(alice_, "node-01"));
+  Task update = t;
+  update.gpu_ids = {1, 2};
+  update.status = "running";
+  update.start_time = kT0 + milliseconds(1234) + std::chrono::microseconds(5);
+  Task ignored = update;
+  ignored.user_id = bob_.id;
+  ignored.account = "bob";
+  ignored.machine_id = "node-02";
+  ignored.container_id = 999;
+  ignored.containername = "other";
+  ignored.command = "rm -rf /";
+  ignored.duration = milliseconds(1);
+  ignored.gpu_count = 8;
+  ignored.gpus_requested = {5};
+  ignored.submit_time = kT0 + seconds(99);
+  ASSERT_TRUE(store_->UpdateTask(ignored).ok());
+  update.start_time = kT0 + milliseconds(1234);
+  EXPECT_THAT(store_->GetTask(t.id), Holds(update));
+
+  update.status = "failed";
+  update.end_time = kT0 + seconds(60);
+  update.exit_code = 137;
+  update.released = true;
+  ASSERT_TRUE(store_->UpdateTask(update).ok());
+  EXPECT_THAT(store_->GetTask(t.id), Holds(update));
+  ASSERT_TRUE(store_->UpdateTask(update).ok());  // unchanged values: still found
+
+  // And back to null.
+  update.gpu_ids.clear();
+  update.start_time.reset();
+  update.end_time.reset();
+  update.exit_code.reset();
+  update.released = false;
+  ASSERT_TRUE(store_->UpdateTask(update).ok());
+  EXPECT_THAT(store_->GetTask(t.id), Holds(update));
+}
+
+TEST_F(TaskStoreTest, MissingIsNotFound) {
+  EXPECT_THAT(store_->GetTask(1), FailsWith(ErrorCode::kNotFound, "Task not found"));
+  Task ghost = MakeTask(alice_, "node-01");
+  ghost.id = 77;
+  EXPECT_THAT(store_->UpdateTask(ghost), FailsWith(ErrorCode::kNotFound, "Task not found"));
+
+  Task no_machine = MakeTask(alice_, "node-01");
+  no_machine.machine_id = "node-99";
+  EXPECT_THAT(store_->CreateTask(no_machine), FailsWith(ErrorCode::kNotFound, "Machine not found"));
+  Task no_user = MakeTask(alice_, "node-01");
+  no_user.user_id = bob_.id + 100;
+  EXPECT_THAT(store_->CreateTask(no_user), FailsWith(ErrorCode::kNotFound, "User not found"));
+  Task neither = no_user;
+  neither.machine_id = "";
+  EXPECT_THAT(store_->CreateTask(neither), FailsWith(ErrorCode::kNotFound, "Machine not found"));
+
+  // Nothing was inserted, and no transaction was left open.
+  EXPECT_THAT(ListTasks({}), IsEmpty());
+  const Task t = CreateTask(MakeTask(alice_, "node-01"));
+  EXPECT_THAT(ListTasks({}), ElementsAre(t));
+  EXPECT_THAT(store_->GetTask(t.id + 1), FailsWith(ErrorCode::kNotFound, "Task not found"));
+}
+
+TEST_F(TaskStoreTest, MalformedGpusAreInternal) {
+  const Task t = CreateTask(MakeTask(alice_, "node-01"));
+  RawDb raw(db_path_);
+  for (const char* bad :
+       {"UPDATE tasks SET gpu_ids = 'x'", "UPDATE tasks SET gpu_ids = '{}'",
+        "UPDATE tasks SET gpu_ids = '[\"0\"]'", "UPDATE tasks SET gpus_requested = '[1.5]'"}) {
+    ASSERT_EQ(sqlite3_exec(raw.get(), "UPDATE tasks SET gpu_ids = '[]', gpus_requested = '[]'",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(raw.get(), bad, nullptr, nullptr, nullptr), SQLITE_OK) << bad;
+    Result<Task> got = store_->GetTask(t.id);
+    ASSERT_FALSE(got.ok()) << bad;
+    EXPECT_EQ(got.error().code, ErrorCode::kInternal) << bad;
+    EXPECT_FALSE(store_->ListTasks({}).ok()) << bad;
+  }
+}
+
+TEST_F(TaskStoreTest, IdsGrowAndAreNeverReused) {
+  int64_t last = 0;
+  for (int i = 0; i < 5; ++i) {
+    const Task t = CreateTask(MakeTask(i % 2 == 0 ? alice_ : bob_, "node-02"));
+    EXPECT_GT(t.id, last);
+    last = t.id;
+    End(t, "completed", kT0, true);
+  }
+  // The newest tasks go with their machine; their ids stay taken, even
+  // across a reopen.
+  ASSERT_TRUE(store_->DeleteMachine("node-02").ok());
+  EXPECT_THAT(ListTasks({}), IsEmpty());
+  Reopen();
+  EXPECT_GT(CreateTask(MakeTask(alice_, "node-01")).id, last);
+}
+
+// What ListTasks should return for `f`, from every task there is: the
+// contract in store.hpp, spelled out once more.
+std::vector<Task> Expected(const std::vector<Task>& all, const TaskFilter& f) {
+  std::vector<Task> out;
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {  // newest first
+    const Task& t = *it;
+    const bool active = t.status == "queued" || t.status == "running";
+    if (f.user_id && t.user_id != *f.user_id) continue;
+    if (f.machine_id && t.machine_id != *f.machine_id) continue;
+    if (f.active_or_ended_since && !active &&
+        !(t.end_time && *t.end_time >= *f.active_or_ended_since)) {
+      continue;
+    }
+    if (f.unreleased_only && !active && t.released) continue;
+    out.push_back(t);
+  }
+  return out;
+}
+
+TEST_F(TaskStoreTest, ListEveryFilterCombinationNewestFirst) {
+  // For each user and machine, in interleaved order: a task in every status,
+  // ending at various times, released or not.
+  std::vector<Task> all;
+  int n = 0;
+  for (int round = 0; round < 2; ++round) {
+    for (const User* u : {&alice_, &bob_}) {
+      for (const char* m : {"node-02", "node-01"}) {
+        for (std::string_view status : kTaskStatuses) {
+          Task t = CreateTask(MakeTask(*u, m));
+          ++n;
+          t.status = status;
+          if (status != "queued") {
+            t.start_time = kT0 + seconds(1);
+            t.gpu_ids = {n % 4};
+          }
+          if (status != "queued" && status != "running" && !(status == "lost" && round == 0)) {
+            t.end_time = kT0 + seconds(n % 7 * 10);  // some end at the same time
+          }
+          t.released = (status != "queued" && status != "running" && n % 3 != 0) ||
+                       (status == "running" && round == 1);  // running yet released: still active
+          if (t.end_time) t.exit_code = n % 3 - 1;
+          ASSERT_TRUE(store_->UpdateTask(t).ok());
+          all.push_back(t);
+        }
+      }
+    }
+  }
+  ASSERT_EQ(all.size(), 56u);
+
+  // A few answers spelled out, so that Expected is checked as well.
+  EXPECT_EQ(ListTasks({}), std::vector(all.rbegin(), all.rend()));
+  std::vector<int64_t> active_ids;
+  for (const Task& t : ListTasks({.active_or_ended_since = kT0 + seconds(1000)})) {
+    EXPECT_TRUE(t.status == "queued" || t.status == "running") << t.status;
+    active_ids.push_back(t.id);
+  }
+  EXPECT_EQ(active_ids.size(), 16u);
+  EXPECT_TRUE(std::is_sorted(active_ids.rbegin(), active_ids.rend()));
+  EXPECT_EQ(ListTasks({.user_id = alice_.id, .machine_id = "node-01"}).size(), 14u);
+  EXPECT_THAT(ListTasks({.user_id = alice_.id + 100}), IsEmpty());
+  EXPECT_THAT(ListTasks({.machine_id = "node-99"}), IsEmpty());
+
+  const std::vector<std::optional<int64_t>> users = {std::nullopt, alice_.id, bob_.id,
+                                                     bob_.id + 100};
+  const std::vector<std::optional<std::string>> machines = {std::nullopt, "node-01", "node-02",
+                                                            "node-99", ""};
+  const std::vector<std::optional<TimePoint>> sinces = {
+      std::nullopt,
+      kT0 - seconds(1),
+      kT0,  // == the earliest end: inclusive
+      kT0 + seconds(30),
+      kT0 + seconds(30) - std::chrono::microseconds(1),  // sub-ms: like kT0 + 30s
+      kT0 + seconds(30) + std::chrono::microseconds(1),  // sub-ms: after those that ended at 30 s
+      kT0 + seconds(60),
+      kT0 + seconds(61),
+  };
+  int checked = 0;
+  for (const auto& user : users) {
+    for (const auto& machine : machines) {
+      for (const auto& since : sinces) {
+        for (bool unreleased : {false, true}) {
+          const TaskFilter f{user, machine, since, unreleased};
+          EXPECT_EQ(ListTasks(f), Expected(all, f))
+              << "user " << user.value_or(-1) << " machine " << machine.value_or("(any)")
+              << " since " << (since ? (*since - kT0).count() : -1) << " unreleased " << unreleased;
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 4 * 5 * 8 * 2);
+  // Sanity: the interesting filters are not all empty.
+  EXPECT_FALSE(Expected(all, {alice_.id, "node-01", kT0 + seconds(30), true}).empty());
+  EXPECT_NE(Expected(all, {std::nullopt, std::nullopt, kT0 + seconds(30), false}).size(),
+            Expected(all, {std::nullopt, std::nullopt, kT0 + seconds(30) + milliseconds(1), false})
+                .size());
+}
+
+// Every ListTasks query with a filter reads through an index, never the
+// whole table or a whole big index: so it stays fast with a long history.
+TEST_F(TaskStoreTest, ListQueriesUseIndexes) {
+  RawDb raw(db_path_);
+  for (int shape = 1; shape < 16; ++shape) {
+    TaskFilter f;
+    if (shape & 1) f.user_id = 1;
+    if (shape & 2) f.machine_id = "m";
+    if (shape & 4) f.active_or_ended_since = kT0;
+    f.unreleased_only = (shape & 8) != 0;
+    const std::string sql = "EXPLAIN QUERY PLAN " + sqlite::ListTasksSql(f);
+    sqlite3_stmt* stmt = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(raw.get(), sql.c_str(), -1, &stmt, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(raw.get()) << "\n"
+        << sql;
+    std::string plan;
+    bool full_scan = false;
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+      const std::string detail = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 3));
+      plan += detail + "\n";
+      // Only the small index of live tasks may be read whole.
+      if (detail.starts_with("SCAN tasks") &&
+          detail.find("INDEX tasks_live") == std::string::npos) {
+        full_scan = true;
+      }
+    }
+    sqlite3_finalize(stmt);
+    EXPECT_FALSE(full_scan) << "shape " << shape << ":\n" << sql << "\n" << plan;
+  }
+}
+
+TEST_F(TaskStoreTest, ListStaysFastWithALongHistory) {
+  // 100,000 finished tasks (of three users on two machines), written behind
+  // the store's back in one transaction, then a few live ones.
+  RawDb raw(db_path_);
+  const std::string fill =
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) "
+      "INSERT INTO tasks (user_id, account, machine_id, container_id, containername, command, "
+      "duration_ms, gpu_count, gpus_requested, gpu_ids, status, submit_ms, start_ms, end_ms, "
+      "exit_code, released) SELECT " +
+      std::to_string(alice_.id) +
+      " + i % 3, 'x', 'node-0' || (1 + i % 2), 1, 'dev', 'cmd', 1000, " +
+      "1, '[]', '[0]', 'completed', i * 1000, i * 1000 + 1, i * 1000 + 2, 0, 1 FROM n";
+  ASSERT_EQ(sqlite3_exec(raw.get(), fill.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(raw.get());
+  for (int i = 0; i < 10; ++i) CreateTask(MakeTask(i % 2 ? alice_ : bob_, "node-01"));
+  Task ended = CreateTask(MakeTask(alice_, "node-01"));
+  ended = End(ended, "completed", TimePoint(milliseconds(int64_t{100000} * 1000 + 5)), false);
+
+  struct Case {
+    const char* name;
+    TaskFilter filter;
+    size_t rows;
+  };
+  const TimePoint recent = TimePoint(milliseconds(int64_t{99990} * 1000));  // 11 history tasks
+  const Case cases[] = {
+      {"machine + since", {.machine_id = "node-01", .active_or_ended_since = recent}, 17},
+      {"user + since", {.user_id = alice_.id, .active_or_ended_since = recent}, 10},
+      {"unreleased", {.unreleased_only = true}, 11},
+      {"since", {.active_or_ended_since = recent}, 22},
+      {"machine + unreleased", {.machine_id = "node-02", .unreleased_only = true}, 0},
+  };
+  for (const Case& c : cases) {
+    const auto start = std::chrono::steady_clock::now();
+    constexpr int kRuns = 20;
+    for (int i = 0; i < kRuns; ++i) ASSERT_EQ(ListTasks(c.filter).size(), c.rows) << c.name;
+    const auto each = (std::chrono::steady_clock::now() - start) / kRuns;
+    std::cout << "ListTasks(" << c.name
+              << ") with 100,011 tasks: " << std::chrono::duration<double, std::micro>(each).count()
+              << " us\n";
+  }
+}
+
+TEST_F(TaskStoreTest, DeleteMachineIsRefusedWhileTasksAreActive) {
+  const Task queued = CreateTask(MakeTask(alice_, "node-01"));
+  Task running = CreateTask(MakeTask(bob_, "node-01"));
+  running.status = "running";
+  running.start_time = kT0 + seconds(1);
+  running.gpu_ids = {0};
+  ASSERT_TRUE(store_->UpdateTask(running).ok());
+  const Task done =
+      End(CreateTask(MakeTask(alice_, "node-01")), "completed", kT0 + seconds(5), true);
+  const Task elsewhere = CreateTask(MakeTask(alice_, "node-02"));  // active, other machine
+  const std::vector<Container> containers = List(std::nullopt, std::nullopt);
+
+  auto expect_nothing_deleted = [&] {
+    EXPECT_EQ(store_->ListMachines()->size(), 2u);
+    EXPECT_EQ(List(std::nullopt, std::nullopt), containers);
+    EXPECT_EQ(ListTasks({}).size(), 4u);
+  };
+  EXPECT_THAT(store_->DeleteMachine("node-01"),
+              FailsWith(ErrorCode::kConflict, "Machine has active tasks"));
+  expect_nothing_deleted();
+
+  // Still refused with only the queued one, or only the running one, left.
+  running = End(running, "completed", kT0 + seconds(9), false);
+  EXPECT_THAT(store_->DeleteMachine("node-01"),
+              FailsWith(ErrorCode::kConflict, "Machine has active tasks"));
+  expect_nothing_deleted();
+  Task queued2 = End(queued, "cancelled", kT0 + seconds(2), true);
+  Task running2 = running;
+  running2.status = "running";
+  running2.end_time.reset();
+  ASSERT_TRUE(store_->UpdateTask(running2).ok());
+  EXPECT_THAT(store_->DeleteMachine("node-01"),
+              FailsWith(ErrorCode::kConflict, "Machine has active tasks"));
+  expect_nothing_deleted();
+
+  // Every task on it has ended (one still holding its GPUs, "lost" with no
+  // end time): the machine goes, with its containers and tasks.
+  End(running2, "lost", std::nullopt, false);
+  EXPECT_TRUE(store_->DeleteMachine("node-01").ok());
+  EXPECT_THAT(store_->ListMachines(), Holds(std::vector{MakeMachine("node-02")}));
+  for (const Task& t : {queued2, running2, done}) {
+    EXPECT_THAT(store_->GetTask(t.id), FailsWith(ErrorCode::kNotFound, "Task not found"));
+  }
+  EXPECT_THAT(ListTasks({}), ElementsAre(elsewhere));
+  EXPECT_EQ(List(std::nullopt, "node-01").size(), 0u);
+  EXPECT_EQ(List(std::nullopt, "node-02").size(), 2u);
+  EXPECT_EQ(RawDb(db_path_).Scalar("SELECT COUNT(*) FROM tasks"), "1");
+
+  EXPECT_THAT(store_->DeleteMachine("node-01"),
+              FailsWith(ErrorCode::kNotFound, "Machine not found"));
+  EXPECT_THAT(store_->CreateTask(MakeTask(alice_, "node-01")),
+              FailsWith(ErrorCode::kNotFound, "Machine not found"));
+  // No transaction was left open.
+  EXPECT_TRUE(store_->CreateMachine(MakeMachine("node-03")).ok());
+  EXPECT_TRUE(store_->DeleteMachine("node-03").ok());
+}
+
+TEST_F(TaskStoreTest, DeleteUserKeepsTheirTasks) {
+  const Task a1 = CreateTask(MakeTask(alice_, "node-01"));
+  const Task b1 = CreateTask(MakeTask(bob_, "node-01"));
+  const Task a2 = End(CreateTask(MakeTask(alice_, "node-02")), "completed", kT0, true);
+  ASSERT_TRUE(store_->DeleteUser(alice_.id).ok());
+  // Under their old id and account, which are never reused.
+  EXPECT_THAT(store_->GetTask(a1.id), Holds(a1));
+  EXPECT_THAT(store_->GetTask(a2.id), Holds(a2));
+  EXPECT_THAT(ListTasks({}), ElementsAre(a2, b1, a1));
+  EXPECT_THAT(ListTasks({.user_id = alice_.id}), ElementsAre(a2, a1));
+  EXPECT_THAT(store_->CreateTask(MakeTask(alice_, "node-01")),
+              FailsWith(ErrorCode::kNotFound, "User not found"));
+  // Their containers are gone though.
+  EXPECT_THAT(List(alice_.id, std::nullopt), IsEmpty());
+  Result<User> again = store_->CreateUser(MakeUser("alice"));
+  ASSERT_TRUE(again.ok());
+  EXPECT_NE(again->id, alice_.id);
+  EXPECT_THAT(ListTasks({.user_id = again->id}), IsEmpty());
+}
+
+TEST_F(TaskStoreTest, ReopenKeepsEverything) {
+  Task a = CreateTask(MakeTask(alice_, "node-01"));
+  const Task b = CreateTask(MakeTask(bob_, "node-02"));
+  a.status = "failed";
+  a.gpu_ids = {0, 1};
+  a.start_time = kT0 + milliseconds(10);
+  a.end_time = kT0 + milliseconds(20);
+  a.exit_code = 2;
+  ASSERT_TRUE(store_->UpdateTask(a).ok());
+  // Committed: another connection sees it before the store closes.
+  EXPECT_EQ(RawDb(db_path_).Scalar("SELECT status FROM tasks WHERE exit_code = 2"), "failed");
+
+  Reopen();
+  EXPECT_THAT(ListTasks({}), ElementsAre(b, a));
+  EXPECT_THAT(store_->GetTask(a.id), Holds(a));
+  EXPECT_THAT(ListTasks({.unreleased_only = true}), ElementsAre(b, a));
+  EXPECT_THAT(store_->DeleteMachine("node-02"),
+              FailsWith(ErrorCode::kConflict, "Machine has active tasks"));
+  EXPECT_GT(CreateTask(MakeTask(bob_, "node-02")).id, b.id);
+}
+
+TEST_F(TaskStoreTest, ConcurrentCreatesGetDistinctGrowingIds) {
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 20;
+  std::vector<std::vector<int64_t>> ids(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([this, t, &ids] {
+      for (int i = 0; i < kPerThread; ++i) {
+        Result<Task> created = store_->CreateTask(MakeTask(t % 2 ? alice_ : bob_, "node-01"));
+        ASSERT_TRUE(created.ok()) << created.error().message;
+        ids[t].push_back(created->id);
+        EXPECT_TRUE(store_->ListTasks({.machine_id = "node-01"}).ok());
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  std::vector<int64_t> all;
+  for (const std::vector<int64_t>& mine : ids) {
+    EXPECT_TRUE(std::is_sorted(mine.begin(), mine.end()));
+    all.insert(all.end(), mine.begin(), mine.end());
+  }
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(std::adjacent_find(all.begin(), all.end()), all.end());
+  EXPECT_EQ(ListTasks({}).size(), static_cast<size_t>(kThreads * kPerThread));
+}
+
+// What a durable submission costs: one CreateTask, committed with
+// synchronous=FULL (an fsync of the WAL), measured on this machine's disk.
+TEST_F(TaskStoreTest, CreateTaskCost) {
+  constexpr int kCount = 400;
+  std::vector<double> us;
+  us.reserve(kCount);
+  Task t = MakeTask(alice_, "node-01");
+  t.gpus_requested = {0, 1};
+  for (int i = 0; i < kCount; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    ASSERT_TRUE(store_->CreateTask(t).ok());
+    us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
+                     .count());
+  }
+  double sum = 0;
+  for (double u : us) sum += u;
+  std::sort(us.begin(), us.end());
+  std::cout << "CreateTask x" << kCount << ": mean " << sum / kCount << " us, median "
+            << us[kCount / 2] << " us, p99 " << us[kCount * 99 / 100] << " us, max " << us.back()
+            << " us\n";
+  RecordProperty("create_task_mean_us", static_cast<int>(sum / kCount));
+}
+
+TEST(Migrations, Version3DatabaseMigratesToVersion4) {
+  TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  const std::string path = (dir.path() / "v3.db").string();
+  {
+    RawDb db(path);
+    ASSERT_TRUE(sqlite::ApplyMigrations(db.get(), sqlite::Migrations().first(3)).ok());
+    ASSERT_EQ(
+        sqlite3_exec(db.get(),
+                     "INSERT INTO users (account, password_hash, nickname, role, created_at) "
+                     "VALUES ('alice', 'h', 'Alice', 'admin', 1000);"
+                     "INSERT INTO machines (id, token_hash, created_at, last_seen, ip) "
+                     "VALUES ('node-01', 'th', 2000, 2500, '10.0.0.5');"
+                     "INSERT INTO images (name, image, description, created_at) "
+                     "VALUES ('Torch', 'lab/torch:1', 'd', 3000);"
+                     "INSERT INTO containers (user_id, account, machine_id, name, image_id, image, "
+                     "status, ports, runtime_id, created_at) VALUES (1, 'alice', 'node-01', "
+                     "'dev', 1, 'lab/torch:1', 'running', '[{\"container\":22,\"host\":40022}]', "
+                     "'abc', 4000);",
+                     nullptr, nullptr, nullptr),
+        SQLITE_OK)
+        << sqlite3_errmsg(db.get());
+    EXPECT_EQ(db.Scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'tasks'"), "0");
+  }
+
+  Result<std::unique_ptr<Store>> opened = OpenSqliteStore(path);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  Store& store = **opened;
+  EXPECT_EQ(RawDb(path).Scalar("SELECT MAX(version) FROM schema_migrations"), "4");
+
+  Result<std::vector<User>> users = store.ListUsers();
+  ASSERT_TRUE(users.ok());
+  ASSERT_EQ(users->size(), 1u);
+  EXPECT_EQ(users->front().account, "alice");
+  EXPECT_EQ(users->front().created_at, FromUnixSeconds(1000));
+  EXPECT_THAT(store.ListMachines(),
+              Holds(std::vector{Machine{"node-01", "th", FromUnixSeconds(2000),
+                                        FromUnixSeconds(2500), "10.0.0.5"}}));
+  EXPECT_THAT(store.ListImages(),
+              Holds(std::vector{Image{1, "Torch", "lab/torch:1", "d", FromUnixSeconds(3000)}}));
+  Container c;
+  c.id = 1;
+  c.user_id = 1;
+  c.account = "alice";
+  c.machine_id = "node-01";
+  c.name = "dev";
+  c.image_id = 1;
+  c.image = "lab/torch:1";
+  c.status = "running";
+  c.ports = {{22, 40022}};
+  c.runtime_id = "abc";
+  c.created_at = FromUnixSeconds(4000);
+  EXPECT_THAT(store.GetContainer(1), Holds(c));
+
+  // The new table works with the old rows, and the machine's delete with it.
+  Task t;
+  t.user_id = 1;
+  t.account = "alice";
+  t.machine_id = "node-01";
+  t.container_id = 1;
+  t.containername = "dev";
+  t.command = "nvidia-smi";
+  t.duration = std::chrono::hours(1);
+  t.gpu_count = 1;
+  t.status = "running";
+  t.submit_time = kT0;
+  Result<Task> created = store.CreateTask(t);
+  ASSERT_TRUE(created.ok()) << created.error().message;
+  EXPECT_THAT(store.GetTask(created->id), Holds(*created));
+  EXPECT_THAT(store.DeleteMachine("node-01"),
+              FailsWith(ErrorCode::kConflict, "Machine has active tasks"));
 }
 
 TEST(OpenSqliteStore, MissingDirectoryIsInternal) {
