@@ -23,6 +23,7 @@
 #include "server/containers/service.hpp"
 #include "server/http/server.hpp"
 #include "server/machines/registry.hpp"
+#include "server/tasks/service.hpp"
 #include "server/ws/hub.hpp"
 #include "store/store.hpp"
 
@@ -62,13 +63,15 @@ int RunMachineCommand(machines::MachineRegistry& registry, const server::Machine
   return 0;
 }
 
-// Marks machines offline that missed their heartbeats, every half interval.
-void SweepMachines(net::io_context& ioc, machines::MachineRegistry& registry) {
+// Marks machines offline that missed their heartbeats, and leases of
+// machines long offline lost, every half heartbeat interval.
+void Sweep(net::io_context& ioc, machines::MachineRegistry& registry, tasks::TaskService& tasks) {
   auto timer = std::make_shared<net::steady_timer>(ioc, registry.heartbeat() / 2);
-  timer->async_wait([&ioc, &registry, timer](const boost::system::error_code& ec) {
+  timer->async_wait([&ioc, &registry, &tasks, timer](const boost::system::error_code& ec) {
     if (ec) return;
     registry.Sweep();
-    SweepMachines(ioc, registry);
+    tasks.Sweep();
+    Sweep(ioc, registry, tasks);
   });
 }
 
@@ -143,18 +146,27 @@ int main(int argc, char** argv) {
   ws::Hub hub(**accounts, **registry);  // before the io_context: sessions refer to it
   containers::ContainerService container_service(**store, hub, clock, config.agent_timeout);
   hub.SetContainers(&container_service);
+  auto task_service = tasks::TaskService::Open(**store, hub, clock,
+                                               {.max_duration = config.max_duration,
+                                                .kill_grace = config.kill_grace,
+                                                .lost_grace = config.lost_grace,
+                                                .log_dir = (data / "task-logs").string()});
+  if (!task_service.ok()) return Fail(task_service.error().message);
+  hub.SetTasks(task_service->get());
   (*registry)->SetListener(
       [&hub](const std::string& id, bool online) { hub.BroadcastMachine(id, online); });
   net::io_context ioc(config.io_threads);
   net::thread_pool workers(static_cast<size_t>(config.worker_threads));
   http::Router router;
-  api::ApiDeps deps{**accounts,         **registry, &container_service, workers, clock,
-                    config.photo_bytes, nullptr,    clock.Now()};
+  api::ApiDeps deps{**accounts,          **registry, &container_service,
+                    task_service->get(), workers,    clock,
+                    config.photo_bytes,  nullptr,    clock.Now()};
   api::AddAuthRoutes(router, deps);
   api::AddUserRoutes(router, deps);
   api::AddAdminRoutes(router, deps);
   api::AddMachineRoutes(router, deps);
   api::AddContainerRoutes(router, deps);
+  api::AddTaskRoutes(router, deps);
   api::AddSystemRoutes(router, deps);
 
   http::HttpServer server(ioc, router,
@@ -175,7 +187,7 @@ int main(int argc, char** argv) {
   spdlog::info("data dir {}; {} I/O threads, {} workers", config.data_dir, config.io_threads,
                config.worker_threads);
 
-  SweepMachines(ioc, **registry);
+  Sweep(ioc, **registry, **task_service);
 
   net::signal_set signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& error, int signal) {

@@ -79,9 +79,9 @@ Status ApplyToml(std::string_view text, const std::string& origin, ServerConfig&
   auto parsed = ParseToml(text, origin);
   if (!parsed.ok()) return parsed.error();
   const toml::table& root = *parsed;
-  static const std::set<std::string> kKnown = {"listen",     "data",           "web_root",
-                                               "io_threads", "worker_threads", "log_level",
-                                               "limits",     "auth",           "heartbeat"};
+  static const std::set<std::string> kKnown = {
+      "listen",    "data",   "web_root", "io_threads", "worker_threads",
+      "log_level", "limits", "auth",     "heartbeat",  "tasks"};
   for (const auto& [key, value] : root) {
     if (!kKnown.count(std::string(key.str()))) {
       return InvalidArgument(origin + ": unknown setting " + std::string(key.str()));
@@ -106,6 +106,9 @@ Status ApplyToml(std::string_view text, const std::string& origin, ServerConfig&
   r.Duration("auth.token_lifetime", c.token_lifetime);
   r.Integer("auth.login_max_failures", c.login_max_failures, 1, 1000000);
   r.Duration("auth.login_window", c.login_window);
+  r.Duration("tasks.max_duration", c.max_duration);
+  r.Duration("tasks.kill_grace", c.kill_grace);
+  r.Duration("tasks.lost_grace", c.lost_grace);
   return r.Result();
 }
 

@@ -32,6 +32,13 @@ struct ServerConfig {
   int login_max_failures = 10;
   std::chrono::milliseconds login_window = std::chrono::seconds(60);
 
+  // Leases: the longest duration a task may ask for; how long a lease's
+  // processes get between SIGTERM and SIGKILL; how long a machine may stay
+  // offline with leases running before they are marked lost.
+  std::chrono::milliseconds max_duration = std::chrono::hours(72);
+  std::chrono::milliseconds kill_grace = std::chrono::seconds(30);
+  std::chrono::milliseconds lost_grace = std::chrono::minutes(10);
+
   // Agents send a heartbeat this often; a machine is offline after 3 missed.
   std::chrono::milliseconds heartbeat = std::chrono::seconds(5);
 

@@ -6,6 +6,8 @@
 #include <initializer_list>
 #include <nlohmann/json.hpp>
 
+#include "common/time_util.hpp"
+
 namespace gpuhub::api {
 namespace {
 
@@ -290,6 +292,84 @@ Result<containers::NewImage> DecodeAddImage(std::string_view body) {
   if (!description.ok()) return description.error();
   return containers::NewImage{std::move(name).value(), std::move(image).value(),
                               description->value_or("")};
+}
+
+Result<tasks::TaskRequest> DecodeTaskRequest(std::string_view body) {
+  auto j = ParseObject(body,
+                       {"machine_id", "containername", "command", "duration", "gpu_count", "gpus"});
+  if (!j.ok()) return j.error();
+  tasks::TaskRequest r;
+  for (auto [field, out] :
+       {std::pair{"machine_id", &r.machine_id}, std::pair{"containername", &r.containername},
+        std::pair{"command", &r.command}}) {
+    auto v = RequiredString(*j, field);
+    if (!v.ok()) return v.error();
+    if (v->empty()) return InvalidArgument(std::string(field) + " must not be empty");
+    *out = std::move(v).value();
+  }
+  if (r.command.size() > 16384) return InvalidArgument("command must be at most 16384 bytes");
+  auto d = j->find("duration");
+  if (d == j->end()) return InvalidArgument("Missing field: duration");
+  if (d->is_number()) {
+    double hours = d->get<double>();
+    if (!(hours > 0) || hours > 1e6) return InvalidArgument("duration must be greater than 0");
+    r.duration = std::chrono::milliseconds(static_cast<int64_t>(hours * 3600 * 1000));
+  } else if (d->is_string()) {
+    auto parsed = ParseDuration(d->get<std::string>(), std::chrono::hours(1));
+    if (!parsed.ok()) {
+      return InvalidArgument(
+          "duration must be a number of hours or a string like \"90m\", \"1h30m\", \"2d\"");
+    }
+    r.duration = *parsed;
+  } else {
+    return InvalidArgument("Field duration must be a number of hours or a string");
+  }
+  if (r.duration.count() <= 0) return InvalidArgument("duration must be greater than 0");
+  auto count = j->find("gpu_count");
+  auto gpus = j->find("gpus");
+  bool has_count = count != j->end() && !count->is_null();
+  bool has_gpus = gpus != j->end() && !gpus->is_null();
+  if (has_count == has_gpus)
+    return InvalidArgument("Exactly one of gpu_count and gpus is required");
+  if (has_count) {
+    const auto* n = count->get_ptr<const json::number_unsigned_t*>();
+    if (n == nullptr || *n < 1 || *n > 4096) {
+      return InvalidArgument("Field gpu_count must be a positive integer");
+    }
+    r.gpu_count = static_cast<int>(*n);
+    return r;
+  }
+  if (!gpus->is_array() || gpus->empty() || gpus->size() > 4096) {
+    return InvalidArgument("Field gpus must be a non-empty array of GPU indices");
+  }
+  std::vector<int> list;
+  for (const auto& g : *gpus) {
+    const auto* n = g.get_ptr<const json::number_unsigned_t*>();
+    if (n == nullptr || *n > 4095) {
+      return InvalidArgument("Field gpus must be a non-empty array of GPU indices");
+    }
+    if (std::find(list.begin(), list.end(), static_cast<int>(*n)) != list.end()) {
+      return InvalidArgument("Field gpus must not repeat a GPU: " + std::to_string(*n));
+    }
+    list.push_back(static_cast<int>(*n));
+  }
+  r.gpus = std::move(list);
+  return r;
+}
+
+Result<tasks::CancelRequest> DecodeCancelTask(std::string_view body) {
+  auto j = ParseObject(body, {"task_id", "taskId", "machine_id"});
+  if (!j.ok()) return j.error();
+  bool snake = j->contains("task_id");
+  bool camel = j->contains("taskId");
+  if (!snake && !camel) return InvalidArgument("Missing field: task_id");
+  if (snake && camel) return InvalidArgument("Give only one of task_id and taskId");
+  const char* field = snake ? "task_id" : "taskId";
+  auto id = IdFromJson(field, (*j)[field]);
+  if (!id.ok()) return id.error();
+  auto machine = RequiredString(*j, "machine_id");
+  if (!machine.ok()) return machine.error();
+  return tasks::CancelRequest{*id, std::move(machine).value()};
 }
 
 }  // namespace gpuhub::api

@@ -17,6 +17,7 @@
 #include "common/result.hpp"
 #include "server/accounts/accounts.hpp"
 #include "server/containers/types.hpp"
+#include "server/tasks/types.hpp"
 
 namespace gpuhub::api {
 
@@ -56,6 +57,13 @@ Result<containers::CreateRequest> DecodeCreateContainer(std::string_view body);
 Result<containers::CreateRequest> CreateContainerFromJson(const nlohmann::json& data);
 // POST /api/admin/images: {"name", "image", "description"?}.
 Result<containers::NewImage> DecodeAddImage(std::string_view body);
+// POST/PUT /api/task/request: {"machine_id", "containername", "command",
+// "duration", and exactly one of "gpu_count", "gpus"}. `duration` is a number
+// of hours or a string with units ("90m", "1h30m", "2d"); it must be > 0.
+// Limits that depend on the machine or the configuration are the service's.
+Result<tasks::TaskRequest> DecodeTaskRequest(std::string_view body);
+// POST /api/task/cancel: {"task_id" (or "taskId"), "machine_id"}.
+Result<tasks::CancelRequest> DecodeCancelTask(std::string_view body);
 // A positive integer id from a path segment or a JSON value; 400 naming `field`.
 Result<int64_t> ParseId(std::string_view field, std::string_view text);
 Result<int64_t> IdFromJson(std::string_view field, const nlohmann::json& value);

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -15,6 +16,7 @@
 
 #include "proto/containers.hpp"
 #include "proto/inventory.hpp"
+#include "proto/tasks.hpp"
 #include "server/api/requests.hpp"
 
 namespace gpuhub::ws {
@@ -190,6 +192,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   virtual bool WantsEvents() const { return false; }
+  // The signed-in user of a browser session; 0 for agents.
+  virtual int64_t UserId() const { return 0; }
 
  protected:
   // Accepts the upgrade, authenticates, then serves messages until the end.
@@ -276,6 +280,7 @@ class BrowserSession final : public Session {
  public:
   using Session::Session;
   bool WantsEvents() const override { return true; }
+  int64_t UserId() const override { return user_id_.load(); }
 
  private:
   net::awaitable<void> Run() override {
@@ -294,6 +299,7 @@ class BrowserSession final : public Session {
     }
     Authenticated();
     principal_ = std::get<accounts::Principal>(auth);
+    user_id_ = principal_.user_id;
     Send(Dump({{"type", "auth"}, {"data", {{"ok", true}, {"account", principal_.account}}}}));
     while (auto text = co_await Read()) {
       auto m = ParseMessage(*text);
@@ -335,6 +341,7 @@ class BrowserSession final : public Session {
   }
 
   accounts::Principal principal_;
+  std::atomic<int64_t> user_id_{0};  // read by the hub from other threads
 };
 
 // /ws/agent: the agent of one machine.
@@ -343,6 +350,26 @@ class AgentSession final : public Session {
   using Session::Session;
 
  private:
+  // task, tasks, task_output: to the TaskService.
+  Status HandleTaskMessage(const std::string& machine_id, const std::string& type,
+                           const json& data) {
+    tasks::TaskService* service = hub_.tasks();
+    if (type == "task") {
+      auto r = proto::TaskReportFromJson(data);
+      if (!r.ok()) return r.error();
+      if (service != nullptr) service->OnReport(machine_id, *r);
+    } else if (type == "tasks") {
+      auto list = proto::TasksReportFromJson(data);
+      if (!list.ok()) return list.error();
+      if (service != nullptr) service->OnTasksReport(machine_id, *list);
+    } else {
+      auto out = proto::TaskOutputFromJson(data);
+      if (!out.ok()) return out.error();
+      if (service != nullptr) service->OnOutput(machine_id, *out);
+    }
+    return Status::Ok();
+  }
+
   net::awaitable<void> Run() override {
     auto first = co_await Read();
     if (!first) co_return;
@@ -376,6 +403,7 @@ class AgentSession final : public Session {
     }
     Authenticated();
     hub_.AttachAgent(*id, shared_from_this());
+    if (hub_.tasks() != nullptr) hub_.tasks()->SetOnline(*id, true);
     auto heartbeat = std::chrono::duration<double>(hub_.registry().heartbeat()).count();
     Send(Dump({{"type", "auth"},
                {"data",
@@ -392,12 +420,19 @@ class AgentSession final : public Session {
       Status s;
       if (m->type == "inventory") {
         auto inv = proto::InventoryFromJson(m->data);
+        int gpus = inv.ok() ? static_cast<int>(inv->gpus.size()) : 0;
         s = inv.ok() ? hub_.registry().Report(*id, *generation, std::move(inv).value())
                      : Status(inv.error());
+        if (s.ok() && hub_.tasks() != nullptr) hub_.tasks()->SetGpuCount(*id, gpus);
       } else if (m->type == "heartbeat") {
         json changes = m->data.is_object() ? m->data.value("changes", json::object()) : json();
         s = changes.is_object() ? hub_.registry().Heartbeat(*id, *generation, changes)
                                 : Status(InvalidArgument("heartbeat changes must be an object"));
+        if (s.ok() && hub_.tasks() != nullptr && changes.contains("gpu")) {
+          hub_.tasks()->SetGpuCount(*id, static_cast<int>(changes["gpu"].size()));
+        }
+      } else if (m->type == "task" || m->type == "tasks" || m->type == "task_output") {
+        s = HandleTaskMessage(*id, m->type, m->data);
       } else if (m->type == "container_result") {
         auto result = proto::ContainerResultFromJson(m->data);
         if (result.ok()) hub_.Resolve(*id, std::move(result).value());
@@ -412,7 +447,9 @@ class AgentSession final : public Session {
       if (!s.ok() && s.error().code == ErrorCode::kNotFound) break;  // replaced or removed
       if (!s.ok()) Send(ErrorMessage(s.error().message));
     }
-    hub_.DetachAgent(*id, this);
+    if (hub_.DetachAgent(*id, this) && hub_.tasks() != nullptr) {
+      hub_.tasks()->SetOnline(*id, false);
+    }
     hub_.registry().Disconnect(*id, *generation);
   }
 };
@@ -457,14 +494,41 @@ void Hub::AttachAgent(const std::string& machine_id, const std::shared_ptr<Sessi
   agents_[machine_id] = s;
 }
 
-void Hub::DetachAgent(const std::string& machine_id, const Session* s) {
+bool Hub::DetachAgent(const std::string& machine_id, const Session* s) {
   {
     std::lock_guard lock(mu_);
     auto it = agents_.find(machine_id);
-    if (it == agents_.end() || it->second.lock().get() != s) return;  // replaced
+    if (it == agents_.end() || it->second.lock().get() != s) return false;  // replaced
     agents_.erase(it);
   }
   FailPending(machine_id, "Machine " + machine_id + " went offline before answering");
+  return true;
+}
+
+bool Hub::SendToAgent(const std::string& machine_id, std::string_view type, json data) {
+  std::shared_ptr<Session> agent;
+  {
+    std::lock_guard lock(mu_);
+    auto it = agents_.find(machine_id);
+    if (it != agents_.end()) agent = it->second.lock();
+  }
+  if (!agent) return false;
+  agent->Send(TextMessage(type, std::move(data)));
+  return true;
+}
+
+void Hub::SendToUser(int64_t user_id, const json& task) {
+  std::string text = TextMessage("task", task);
+  std::vector<std::shared_ptr<Session>> targets;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [p, weak] : sessions_) {
+      if (auto s = weak.lock(); s && s->WantsEvents() && s->UserId() == user_id) {
+        targets.push_back(std::move(s));
+      }
+    }
+  }
+  for (auto& s : targets) s->Send(text);
 }
 
 bool Hub::Connected(const std::string& machine_id) const {

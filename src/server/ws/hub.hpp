@@ -24,6 +24,7 @@
 #include "server/containers/service.hpp"
 #include "server/http/server.hpp"
 #include "server/machines/registry.hpp"
+#include "server/tasks/service.hpp"
 
 namespace gpuhub::ws {
 
@@ -32,13 +33,20 @@ inline constexpr int kAgentProtocolVersion = 1;
 
 class Session;
 
-class Hub final : public http::Upgrader, public containers::AgentCaller {
+class Hub final : public http::Upgrader, public containers::AgentCaller, public tasks::TaskLink {
  public:
   Hub(accounts::Accounts& accounts, machines::MachineRegistry& registry);
   ~Hub() override;
 
   // The service behind container messages; set before the server starts.
   void SetContainers(containers::ContainerService* service) { containers_ = service; }
+  // The service behind lease messages; set before the server starts.
+  void SetTasks(tasks::TaskService* service) { tasks_ = service; }
+
+  // tasks::TaskLink.
+  bool SendToAgent(const std::string& machine_id, std::string_view type,
+                   nlohmann::json data) override;
+  void SendToUser(int64_t user_id, const nlohmann::json& task) override;
 
   // containers::AgentCaller. Call must run on a strand (every session and
   // HTTP connection of gpuhubd does).
@@ -62,12 +70,14 @@ class Hub final : public http::Upgrader, public containers::AgentCaller {
   void Track(const std::shared_ptr<Session>& s);
   void Untrack(const Session* s);
   void AttachAgent(const std::string& machine_id, const std::shared_ptr<Session>& s);
-  void DetachAgent(const std::string& machine_id, const Session* s);
+  // False when `s` was no longer the machine's link (replaced).
+  bool DetachAgent(const std::string& machine_id, const Session* s);
   void Resolve(const std::string& machine_id, proto::ContainerResult result);
 
   accounts::Accounts& accounts() { return accounts_; }
   machines::MachineRegistry& registry() { return registry_; }
   containers::ContainerService* containers() { return containers_; }
+  tasks::TaskService* tasks() { return tasks_; }
 
  private:
   struct PendingCall;
@@ -77,6 +87,7 @@ class Hub final : public http::Upgrader, public containers::AgentCaller {
   accounts::Accounts& accounts_;
   machines::MachineRegistry& registry_;
   containers::ContainerService* containers_ = nullptr;
+  tasks::TaskService* tasks_ = nullptr;
   mutable std::mutex mu_;
   std::map<const Session*, std::weak_ptr<Session>> sessions_;    // guarded by mu_
   std::map<std::string, std::weak_ptr<Session>> agents_;         // machine -> link; guarded by mu_
