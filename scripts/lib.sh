@@ -108,11 +108,13 @@ start_server() {
   client=$host:$port
 }
 
-# start_agent ID TOKEN_FILE LOG [AGENT FLAGS...]: starts an agent for machine ID.
+# start_agent ID TOKEN_FILE LOG [AGENT FLAGS...]: starts an agent for machine ID;
+# its lease state lives beside its log (agent-state-ID/).
 start_agent() {
   local id=$1 token_file=$2 log=$3
   shift 3
-  "$agent_bin" --server "ws://$client" --token-file "$token_file" "$@" >"$log" 2>&1 &
+  "$agent_bin" --server "ws://$client" --token-file "$token_file" \
+    --state-dir "$(cd "$(dirname "$log")" && pwd)/agent-state-$id" "$@" >"$log" 2>&1 &
   agent_pids+=($!)
   agent_ids+=("$id")
   agent_logs+=("$log")

@@ -1,9 +1,11 @@
-// gpuhub-agent: composes the inventory sampler and the server link, and runs
-// them until SIGINT or SIGTERM.
+// gpuhub-agent: composes the inventory sampler, the server link, the
+// container operations and the lease runner, and runs them until SIGINT or
+// SIGTERM.
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cstdio>
 #include <set>
 
@@ -11,10 +13,13 @@
 #include "agent/inventory/fake_gpus.hpp"
 #include "agent/inventory/nvml.hpp"
 #include "agent/inventory/sampler.hpp"
+#include "agent/leases/lease_runner.hpp"
+#include "agent/leases/lease_store.hpp"
 #include "agent/link/link.hpp"
 #include "agent/runtime/container_manager.hpp"
 #include "agent/runtime/container_sync.hpp"
 #include "agent/runtime/docker_client.hpp"
+#include "common/clock.hpp"
 #include "common/log.hpp"
 
 namespace net = boost::asio;
@@ -31,6 +36,37 @@ std::unique_ptr<agent::GpuSource> OpenGpus(const agent::AgentConfig& config) {
   auto nvml = agent::NvmlGpuSource::Open(&why_not);
   if (!nvml) spdlog::warn("no NVIDIA GPUs will be reported: {}", why_not);
   return nvml;
+}
+
+// The lease state directory's store and the leases of the previous run. Without a usable
+// directory the agent still runs, keeping its leases in memory only (and says so).
+std::unique_ptr<agent::leases::LeaseStore> OpenLeases(
+    const agent::AgentConfig& config, std::vector<agent::leases::LeaseRecord>& out) {
+  auto store = agent::leases::LeaseStore::Open(config.state_dir);
+  if (!store.ok()) {
+    spdlog::error("leases will not survive an agent restart: {}", store.error().message);
+    return nullptr;
+  }
+  auto result = std::make_unique<agent::leases::LeaseStore>(std::move(store).value());
+  auto loaded = result->Load();
+  if (!loaded.ok() && loaded.error().code == ErrorCode::kInvalidArgument) {
+    int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+    auto moved = result->Quarantine(now);
+    spdlog::error("the lease file is unreadable ({}); moved to {}; starting without its leases",
+                  loaded.error().message, moved.ok() ? *moved : moved.error().message);
+    if (!moved.ok()) return nullptr;
+    return result;
+  }
+  if (!loaded.ok()) {
+    spdlog::error("leases will not survive an agent restart: {}", loaded.error().message);
+    return nullptr;
+  }
+  for (const auto& p : loaded->problems) spdlog::error("{}: skipped {}", result->path(), p);
+  out = std::move(loaded->leases);
+  spdlog::info("leases kept in {} ({} known)", result->path(), out.size());
+  return result;
 }
 
 }  // namespace
@@ -92,12 +128,35 @@ int main(int argc, char** argv) {
   agent::runtime::ContainerSync sync(ioc, link, containers.get(), config.heartbeat);
   sync.Start();
 
+  std::vector<agent::leases::LeaseRecord> previous;
+  auto lease_store = OpenLeases(config, previous);
+  SystemClock clock;
+  agent::leases::LeaseRunner leases(ioc, clock, docker.get(), lease_store.get(),
+                                    agent::leases::ProcessTree("/proc"),
+                                    [&link](std::string_view type, nlohmann::json data) {
+                                      return link.Send(type, std::move(data));
+                                    });
+  leases.Restore(std::move(previous));
+  link.OnMessage([&leases](const std::string& type, const nlohmann::json& data) {
+    leases.OnMessage(type, data);
+  });
+  link.OnConnected([&leases] { leases.OnConnected(); });
+  leases.Start();
+
   net::signal_set signals(ioc, SIGINT, SIGTERM);
+  net::steady_timer shutdown(ioc);
   signals.async_wait([&](const boost::system::error_code& ec, int signal) {
     if (ec) return;
     spdlog::info("signal {} received; stopping", signal);
+    leases.Stop();
     sync.Stop();
     link.Stop();
+    // Reading a running command's output never ends by itself: the commands run on
+    // without the agent (the next one resumes their leases).
+    if (leases.Busy()) {
+      shutdown.expires_after(std::chrono::seconds(1));
+      shutdown.async_wait([&ioc](const boost::system::error_code&) { ioc.stop(); });
+    }
   });
   spdlog::info("gpuhub-agent starting: server {}, heartbeat {} ms, {}", config.server,
                config.heartbeat.count(), sampler.DescribeGpus());

@@ -39,8 +39,8 @@ Status ApplyToml(const std::string& path, AgentConfig& c) {
   if (!parsed.ok()) return parsed.error();
   const toml::table& root = *parsed;
   static const std::set<std::string> kStrings = {
-      "server",    "token",     "token_file", "disk_path", "fake_gpus",  "docker_host",
-      "log_level", "heartbeat", "port_range", "home_root", "gpu_runtime"};
+      "server",    "token",     "token_file", "disk_path", "fake_gpus",   "docker_host",
+      "log_level", "heartbeat", "port_range", "home_root", "gpu_runtime", "state_dir"};
   for (const auto& [key, node] : root) {
     std::string k(key.str());
     if (!kStrings.count(k)) return InvalidArgument(path + ": unknown setting " + k);
@@ -73,6 +73,7 @@ Status ApplyToml(const std::string& path, AgentConfig& c) {
     }
     if (k == "home_root") c.home_root = *v;
     if (k == "gpu_runtime") c.gpu_runtime = *v;
+    if (k == "state_dir") c.state_dir = *v;
   }
   return Status::Ok();
 }
@@ -86,7 +87,7 @@ Result<AgentInvocation> ParseAgentCommandLine(int argc, const char* const* argv)
                "gpuhub-agent"};
   std::string config_file;
   std::optional<std::string> server, token, token_file, disk_path, fake_gpus, docker_host,
-      log_level, port_range, home_root, gpu_runtime;
+      log_level, port_range, home_root, gpu_runtime, state_dir;
   std::optional<double> heartbeat;
   app.add_option("--config", config_file, "TOML settings file");
   app.add_option("--server", server, "server URL, ws://HOST:PORT or wss://HOST:PORT");
@@ -100,6 +101,8 @@ Result<AgentInvocation> ParseAgentCommandLine(int argc, const char* const* argv)
   app.add_option("--port-range", port_range, "host ports for containers, MIN-MAX (40000-49999)");
   app.add_option("--home-root", home_root, "mount DIR/<account> into each user's containers");
   app.add_option("--gpu-runtime", gpu_runtime, "how containers reach GPUs: none, nvidia or cdi");
+  app.add_option("--state-dir", state_dir,
+                 "directory of the agent's lease state (default /var/lib/gpuhub-agent)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
   app.set_version_flag("--version", "gpuhub-agent 0.1.0");
   auto exit_now = ParseFlags(app, argc, argv);
@@ -124,12 +127,16 @@ Result<AgentInvocation> ParseAgentCommandLine(int argc, const char* const* argv)
   }
   if (home_root) c.home_root = *home_root;
   if (gpu_runtime) c.gpu_runtime = *gpu_runtime;
+  if (state_dir) c.state_dir = *state_dir;
   if (c.gpu_runtime != "none" && c.gpu_runtime != "nvidia" && c.gpu_runtime != "cdi") {
     return InvalidArgument("--gpu-runtime must be none, nvidia or cdi, got \"" + c.gpu_runtime +
                            "\"");
   }
   if (!c.home_root.empty() && !c.home_root.starts_with('/')) {
     return InvalidArgument("--home-root must be an absolute path");
+  }
+  if (!c.state_dir.starts_with('/')) {
+    return InvalidArgument("--state-dir must be an absolute path");
   }
   if (c.token.empty() && !c.token_file.empty()) {
     auto text = ReadFile(c.token_file, 4096);

@@ -20,8 +20,9 @@ struct AgentConfig {
   std::string docker_host;  // unix:///PATH of the Docker Engine API (containers)
   int port_min = 40000;     // host ports for containers' published ports
   int port_max = 49999;
-  std::string home_root;             // DIR: each user's DIR/<account> is mounted in
-  std::string gpu_runtime = "none";  // none, nvidia or cdi
+  std::string home_root;                            // DIR: each user's DIR/<account> is mounted in
+  std::string gpu_runtime = "none";                 // none, nvidia or cdi
+  std::string state_dir = "/var/lib/gpuhub-agent";  // leases.json: leases across restarts
   std::string log_level = "info";
 };
 

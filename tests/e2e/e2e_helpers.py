@@ -705,6 +705,8 @@ class Agent(ChildProcess):
             a += ["--fake-gpus", str(self.fake_gpus)]
         if self.disk_path is not None:
             a += ["--disk-path", str(self.disk_path)]
+        if "--state-dir" not in self.extra_args:  # never the machine's /var/lib/gpuhub-agent
+            a += ["--state-dir", str(self.root / "agent-state")]
         return a + self.extra_args
 
     def start(self) -> "Agent":

@@ -58,6 +58,8 @@ class Lab:
         who = who or self.alice
         req = {"machine_id": self.machine, "containername": "dev", "command": "true",
                "duration": "30s", "gpu_count": 1}
+        if body.get("gpus") is not None and "gpu_count" not in body:
+            del req["gpu_count"]
         req.update(body)
         for k in [k for k, v in req.items() if v is None]:
             del req[k]
@@ -134,7 +136,7 @@ def test_a_failing_command_reports_its_exit_code(lab):
 
 
 def test_a_lease_expires_and_its_processes_are_gone(lab):
-    r = lab.ok(command="echo started; sleep 600 # expire-me", duration="2s")
+    r = lab.ok(command="sleep 600; echo expire-me", duration="2s")
     lab.wait(r["taskId"], "running")
     wait_until(lambda: lab.processes("expire-me"), 10, what="command running")
     t = lab.wait(r["taskId"], "expired", timeout=20)
@@ -145,13 +147,13 @@ def test_a_lease_expires_and_its_processes_are_gone(lab):
 
 
 def test_a_process_that_ignores_sigterm_is_killed(lab):
-    r = lab.ok(command="trap '' TERM; sleep 600 # stubborn", duration="2s")
+    r = lab.ok(command="trap '' TERM; sleep 600; echo stubborn", duration="2s")
     lab.wait(r["taskId"], "expired", timeout=20)
     wait_until(lambda: not lab.processes("stubborn"), 15, what="SIGKILL after the grace")
 
 
 def test_cancel_running_and_queued(lab):
-    running = lab.ok(command="sleep 600 # cancel-running", gpu_count=4, duration="10m")
+    running = lab.ok(command="sleep 600; echo cancel-running", gpu_count=4, duration="10m")
     assert running["status"] == "running"
     queued = lab.ok(command="true", gpu_count=4)
     assert queued["status"] == "queued" and queued["estimated_start"]
@@ -255,7 +257,7 @@ def test_put_is_accepted_too(lab):
     ({"gpu_count": 5}, 400, None),
     ({"gpu_count": 0}, 400, "Field gpu_count must be a positive integer"),
     ({"gpu_count": None}, 400, "Exactly one of gpu_count and gpus is required"),
-    ({"gpus": [0]}, 400, "Exactly one of gpu_count and gpus is required"),
+    ({"gpus": [0], "gpu_count": 1}, 400, "Exactly one of gpu_count and gpus is required"),
     ({"gpu_count": None, "gpus": []}, 400, "Field gpus must be a non-empty array of GPU indices"),
     ({"gpu_count": None, "gpus": [0, 0]}, 400, "Field gpus must not repeat a GPU: 0"),
     ({"gpu_count": None, "gpus": [7]}, 400, None),
@@ -301,7 +303,7 @@ def test_server_kill9_loses_nothing(lab):
 
 
 def test_agent_kill9_the_lease_still_ends_on_time(lab, agent_factory):
-    r = lab.ok(command="sleep 600 # agent-dies", duration="6s")
+    r = lab.ok(command="sleep 600; echo agent-dies", duration="6s")
     lab.wait(r["taskId"], "running")
     wait_until(lambda: lab.processes("agent-dies"), 10, what="command running")
     lab.agent.kill9()

@@ -97,7 +97,7 @@ bool AgentLink::Dispatch(const std::string& text) {
                  data.is_object() ? data.value("message", std::string("?")) : data.dump());
     return false;
   }
-  if (on_message_) on_message_(type, data);
+  for (const auto& handler : on_message_) handler(type, data);
   return true;
 }
 
@@ -313,7 +313,7 @@ net::awaitable<Status> AgentLink::Converse(Ws& ws) {
         reader_finished.cancel();
       },
       net::detached);
-  if (on_connected_) on_connected_();
+  for (const auto& f : on_connected_) f();
 
   while (!reader_done && !stopping_) {
     wait_.expires_after(*heartbeat);

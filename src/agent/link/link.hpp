@@ -7,7 +7,7 @@
 // On any failure it reconnects forever with capped exponential backoff and
 // jitter; a server restart is just another reconnect.
 //
-// Other messages of the server go to the OnMessage handler; Send queues
+// Other messages of the server go to the OnMessage handlers; Send queues
 // messages to the server (one write in flight; a server that stops reading
 // for 1024 messages gets the connection closed).
 //
@@ -25,6 +25,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "common/result.hpp"
 #include "proto/inventory.hpp"
@@ -65,10 +66,11 @@ class AgentLink {
             std::function<proto::Inventory()> sample);
 
   // A server message other than an error, with its data ({} when absent).
+  // Each handler added gets every message, in the order they were added.
   using MessageHandler = std::function<void(const std::string& type, const nlohmann::json& data)>;
-  void OnMessage(MessageHandler handler) { on_message_ = std::move(handler); }
-  // Called once per connection, after the inventory was queued.
-  void OnConnected(std::function<void()> f) { on_connected_ = std::move(f); }
+  void OnMessage(MessageHandler handler) { on_message_.push_back(std::move(handler)); }
+  // Called once per connection, after the inventory was queued (each one added, in order).
+  void OnConnected(std::function<void()> f) { on_connected_.push_back(std::move(f)); }
 
   void Start();
   // Closes the connection and stops reconnecting.
@@ -93,8 +95,8 @@ class AgentLink {
   // Handles one text message from the server; false when it was an error.
   bool Dispatch(const std::string& text);
 
-  MessageHandler on_message_;
-  std::function<void()> on_connected_;
+  std::vector<MessageHandler> on_message_;
+  std::vector<std::function<void()>> on_connected_;
   std::function<void()> close_current_;       // on the link's thread only
   std::function<void(std::string)> enqueue_;  // set while connected; link's thread only
   boost::asio::steady_timer wait_;            // backoff and heartbeat waits
