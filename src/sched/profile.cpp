@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cassert>
+#include <functional>
 
 namespace gpuhub::sched::detail {
 
@@ -21,7 +22,24 @@ int LengthClass(Duration length) {
   return 8 + (width - 4) * 4 + quarter;
 }
 
+Duration LengthClassBound(int c) {
+  using std::chrono::milliseconds;
+  if (c < 8) return milliseconds(c + 1);
+  const int width = (c - 8) / 4 + 4;
+  const int quarter = (c - 8) % 4;
+  if (width >= 63) return Duration::max();
+  const int64_t ms = (int64_t{1} << (width - 1)) + (int64_t{quarter + 1} << (width - 3));
+  return ms >= std::chrono::duration_cast<milliseconds>(Duration::max()).count()
+             ? Duration::max()
+             : Duration(milliseconds(ms));
+}
+
 namespace {
+
+int Octave(Duration d) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  return static_cast<int>(std::bit_width(static_cast<uint64_t>(std::max<int64_t>(ms, 0))));
+}
 
 // Orders for std::*_heap, which keep the greatest element in front.
 struct LaterTail {
@@ -30,18 +48,16 @@ struct LaterTail {
     return a.tail > b.tail || (a.tail == b.tail && a.gpu > b.gpu);
   }
 };
-struct LaterHi {
-  template <typename W>
-  bool operator()(const W& a, const W& b) const {
-    return a.hi > b.hi;
+struct LaterLo {
+  template <typename C>
+  bool operator()(const C& a, const C& b) const {
+    return a.lo > b.lo;
   }
 };
 
 }  // namespace
 
-void Profile::Reset(TimePoint now, const std::vector<TimePoint>& base,
-                    const std::vector<char>& held) {
-  assert(base.size() == held.size());
+void Profile::Reset(TimePoint now, const std::vector<TimePoint>& base) {
   const size_t n = base.size();
   now_ = now;
   tail_.resize(n);
@@ -53,16 +69,38 @@ void Profile::Reset(TimePoint now, const std::vector<TimePoint>& base,
   std::make_heap(tail_heap_.begin(), tail_heap_.end(), LaterTail());
   hole_classes_.ForEachFrom(0, [&](int c) { holes_[c].clear(); });
   hole_classes_.Clear();
-  held_ = held;
-  unheld_.clear();
+  free_now_.clear();
+  is_free_now_.assign(n, 0);
   for (size_t g = 0; g < n; ++g) {
-    if (!held_[g]) unheld_.push_back(static_cast<int>(g));
+    if (tail_[g] == now) {
+      free_now_.push_back(static_cast<int>(g));
+      is_free_now_[g] = 1;
+    }
   }
   open_end_.assign(n, kNever);
-  free_open_ = static_cast<int>(unheld_.size());
+  free_open_ = static_cast<int>(free_now_.size());
   max_open_dirty_ = true;
   mark_.assign(n, 0);
   stamp_ = 0;
+  std::array<TimePoint, 64> none;
+  none.fill(TimePoint::min());
+  floors_.assign(std::min<size_t>(n, kFloorGpus) + 1, none);
+}
+
+TimePoint Profile::Floor(int count, Duration d) const {
+  TimePoint floor = now_;
+  if (count >= static_cast<int>(floors_.size())) return floor;
+  const auto& row = floors_[count];
+  for (int c = 0, end = Octave(d); c < end; ++c) floor = std::max(floor, row[c]);
+  return floor;
+}
+
+void Profile::RaiseFloors(int count, Duration d, TimePoint start) {
+  const int c = Octave(d);
+  for (size_t k = count; k < floors_.size(); ++k) {
+    if (floors_[k][c] >= start) break;  // rows above are at least as high
+    floors_[k][c] = start;
+  }
 }
 
 void Profile::Reanchor(TimePoint now) {
@@ -83,14 +121,52 @@ void Profile::Reanchor(TimePoint now) {
 Duration Profile::MaxOpenWindow() {
   if (max_open_dirty_) {
     max_open_ = Duration::zero();
-    for (int g : unheld_) {
-      if (held_[g] || open_end_[g] <= now_) continue;
+    for (int g : free_now_) {
+      if (open_end_[g] <= now_) continue;
       max_open_ =
           std::max(max_open_, open_end_[g] == kNever ? Duration::max() : open_end_[g] - now_);
     }
     max_open_dirty_ = false;
   }
   return max_open_;
+}
+
+Profile::AtNow Profile::FitAtNow(int count, const std::vector<int>& gpus, Duration d,
+                                 std::vector<int>* chosen) {
+  // GPU g's free stretch at now is [now, open_end_[g]) if it is free now.
+  auto fits = [&](int g) { return is_free_now_[g] && open_end_[g] - now_ >= d; };
+  chosen->clear();
+  if (gpus.empty()) {
+    if (d > MaxOpenWindow()) return AtNow::kTooLong;
+    for (int g : free_now_) {
+      if (!fits(g)) continue;
+      chosen->push_back(g);
+      if (static_cast<int>(chosen->size()) == count) return AtNow::kFits;
+    }
+    return AtNow::kMaybe;
+  }
+  const auto n = std::count_if(gpus.begin(), gpus.end(), fits);
+  if (n == 0) return AtNow::kTooLong;
+  if (n < static_cast<long>(gpus.size())) return AtNow::kMaybe;
+  *chosen = gpus;
+  return AtNow::kFits;
+}
+
+TimePoint Profile::Probe(int count, const std::vector<int>& gpus, Duration d) {
+  TimePoint t;
+  if (gpus.empty()) {
+    t = Search(count, d, /*named=*/false);
+    for (const TailEntry& e : popped_) PushTail(e.tail, e.gpu);  // put the heap back
+  } else {
+    StartNamed(gpus);
+    t = Search(static_cast<int>(gpus.size()), d, /*named=*/true);
+  }
+  return t;
+}
+
+TimePoint Profile::OpenUntil() {
+  const Duration w = MaxOpenWindow();
+  return w == Duration::max() ? kNever : now_ + w;
 }
 
 void Profile::PushTail(TimePoint tail, int gpu) {
@@ -123,53 +199,59 @@ void Profile::AddHole(int gpu, TimePoint start, TimePoint end) {
 
 // ---- Window streams
 
-void Profile::StartHoles(Duration d, bool named) {
+void Profile::StartHoles(Duration d, bool named, TimePoint floor) {
   search_d_ = d;
   search_named_ = named;
   cursors_.clear();
   hole_classes_.ForEachFrom(LengthClass(d), [&](int c) {
-    cursors_.push_back({c, holes_[c].begin(), kNever});
-    Settle(cursors_.back());
+    // A hole of this class that starts before floor + d - bound ends before
+    // floor + d, too early to be open at `floor`.
+    const HoleSet& set = holes_[c];
+    const TimePoint needed_end = SaturatingAdd(floor, d);
+    const Duration bound = LengthClassBound(c);
+    auto it = set.begin();
+    if (floor > now_ && needed_end - now_ > bound) {
+      const TimePoint first = needed_end - bound;
+      it = set.lower_bound({first, first, -1});
+    }
+    Cursor cursor{c, it, kNever};
+    if (Settle(cursor)) cursors_.push_back(cursor);
   });
+  std::make_heap(cursors_.begin(), cursors_.end(), LaterLo());
 }
 
-void Profile::Settle(Cursor& c) {
+bool Profile::Settle(Cursor& c) {
   const HoleSet& set = holes_[c.cls];
   // Skip holes too short from now on, or of other GPUs.
   while (c.it != set.end() && (c.it->end - std::max(c.it->start, now_) < search_d_ ||
                                (search_named_ && mark_[c.it->gpu] != stamp_))) {
     ++c.it;
   }
-  if (c.it == set.end()) {
-    c.lo = kNever;
-    return;
-  }
+  if (c.it == set.end()) return false;
   // A hole ends where a reservation starts, and those start at or after now
   // (Reanchor's precondition).
   assert(c.it->end > now_);
   c.lo = std::max(c.it->start, now_);
+  return true;
 }
 
 bool Profile::PeekHole(Window* w) {
-  picked_cursor_ = -1;
-  TimePoint best = kNever;
-  for (size_t i = 0; i < cursors_.size(); ++i) {
-    if (cursors_[i].lo < best) {
-      best = cursors_[i].lo;
-      picked_cursor_ = static_cast<int>(i);
-    }
-  }
-  if (picked_cursor_ < 0) return false;
-  const Cursor& c = cursors_[picked_cursor_];
+  if (cursors_.empty()) return false;
+  const Cursor& c = cursors_.front();
   *w = {c.lo, c.it->end - search_d_, c.it->gpu, c.cls, c.it};
   return true;
 }
 
 void Profile::TakeHole() {
-  assert(picked_cursor_ >= 0);
-  Cursor& c = cursors_[picked_cursor_];
+  assert(!cursors_.empty());
+  std::pop_heap(cursors_.begin(), cursors_.end(), LaterLo());
+  Cursor& c = cursors_.back();
   ++c.it;
-  Settle(c);
+  if (Settle(c)) {
+    std::push_heap(cursors_.begin(), cursors_.end(), LaterLo());
+  } else {
+    cursors_.pop_back();
+  }
 }
 
 bool Profile::PeekTail(bool named, Window* w) {
@@ -202,9 +284,10 @@ void Profile::TakeTail(bool named) {
 
 TimePoint Profile::Search(int need, Duration d, bool named) {
   assert(need >= 1 && d > Duration::zero());
-  StartHoles(d, named);
+  StartHoles(d, named, named || need == 1 ? now_ : Floor(need, d));
   popped_.clear();
-  open_.clear();
+  pulled_.clear();
+  open_hi_.clear();
   Window tail;
   Window hole;
   TimePoint t;
@@ -220,32 +303,31 @@ TimePoint Profile::Search(int need, Duration d, bool named) {
       w = tail;
       TakeTail(named);
     }
-    open_.push_back(w);
-    std::push_heap(open_.begin(), open_.end(), LaterHi());
-    while (open_.front().hi < w.lo) {
-      std::pop_heap(open_.begin(), open_.end(), LaterHi());
-      open_.pop_back();
+    pulled_.push_back(w);
+    open_hi_.push_back(w.hi);
+    std::push_heap(open_hi_.begin(), open_hi_.end(), std::greater<>());
+    while (open_hi_.front() < w.lo) {
+      std::pop_heap(open_hi_.begin(), open_hi_.end(), std::greater<>());
+      open_hi_.pop_back();
     }
-    if (open_.size() >= static_cast<size_t>(need)) {
+    if (open_hi_.size() >= static_cast<size_t>(need)) {
       t = w.lo;
       break;
     }
   }
 
   // Candidates: every window open at t. Of the tails that begin at t, which
-  // come in index order, the lowest `need` suffice (at now: the lowest `need`
-  // not held, and the held ones among them).
-  const bool at_now = t == now_;
-  int group_unheld = 0;
+  // come in index order, the lowest `need` suffice.
+  int group = 0;
   candidates_.clear();
   auto add_tail = [&](const Window& w) {
     candidates_.push_back(w);
-    if (w.lo == t && !(at_now && held_[w.gpu])) ++group_unheld;
+    if (w.lo == t) ++group;
   };
-  for (const Window& w : open_) {
+  for (const Window& w : pulled_) {
     if (w.cls < 0) {
-      add_tail(w);
-    } else {
+      add_tail(w);  // open for ever
+    } else if (w.hi >= t) {
       candidates_.push_back(w);
     }
   }
@@ -253,7 +335,7 @@ TimePoint Profile::Search(int need, Duration d, bool named) {
     candidates_.push_back(hole);
     TakeHole();
   }
-  while ((named || group_unheld < need) && PeekTail(named, &tail) && tail.lo == t) {
+  while ((named || group < need) && PeekTail(named, &tail) && tail.lo == t) {
     TakeTail(named);
     add_tail(tail);
   }
@@ -263,11 +345,9 @@ TimePoint Profile::Search(int need, Duration d, bool named) {
 TimePoint Profile::PlaceCount(int count, Duration d, std::vector<int>* chosen) {
   assert(count >= 1 && count <= gpu_count());
   const TimePoint t = Search(count, d, /*named=*/false);
-  const bool at_now = t == now_;
-  auto key = [&](const Window& w) { return std::pair(at_now && held_[w.gpu], w.gpu); };
   assert(candidates_.size() >= static_cast<size_t>(count));
   std::partial_sort(candidates_.begin(), candidates_.begin() + count, candidates_.end(),
-                    [&](const Window& a, const Window& b) { return key(a) < key(b); });
+                    [](const Window& a, const Window& b) { return a.gpu < b.gpu; });
   // Tails taken off the heap and not chosen go back.
   for (auto it = candidates_.begin() + count; it != candidates_.end(); ++it) {
     if (it->cls < 0) PushTail(tail_[it->gpu], it->gpu);
@@ -277,10 +357,11 @@ TimePoint Profile::PlaceCount(int count, Duration d, std::vector<int>* chosen) {
   for (const Window& w : candidates_) chosen->push_back(w.gpu);
   std::sort(chosen->begin(), chosen->end());
   Reserve(t, d);
+  RaiseFloors(count, d, t);
   return t;
 }
 
-TimePoint Profile::PlaceGpus(const std::vector<int>& gpus, Duration d) {
+void Profile::StartNamed(const std::vector<int>& gpus) {
   assert(!gpus.empty());
   if (++stamp_ == 0) {  // wrapped: forget old marks
     std::fill(mark_.begin(), mark_.end(), 0);
@@ -295,6 +376,10 @@ TimePoint Profile::PlaceGpus(const std::vector<int>& gpus, Duration d) {
   }
   std::sort(named_tails_.begin(), named_tails_.end(),
             [](const Window& a, const Window& b) { return a.lo < b.lo; });
+}
+
+TimePoint Profile::PlaceGpus(const std::vector<int>& gpus, Duration d) {
+  StartNamed(gpus);
   const TimePoint t = Search(static_cast<int>(gpus.size()), d, /*named=*/true);
   // Each GPU's runs are disjoint, so `need` open windows are one per GPU.
   assert(candidates_.size() == gpus.size());
@@ -321,7 +406,7 @@ void Profile::Reserve(TimePoint t, Duration d) {
       if (lo < t) pending_.push_back({lo, t, g});
       SetTail(g, end);
     }
-    if (!held_[g] && t < open_end_[g]) {
+    if (t < open_end_[g]) {
       if (t == now_) --free_open_;
       open_end_[g] = t;
       max_open_dirty_ = true;

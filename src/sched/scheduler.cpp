@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cassert>
+#include <string>
 
 namespace gpuhub::sched {
 
@@ -12,11 +13,13 @@ using detail::SaturatingAdd;
 
 namespace {
 
-// InvalidArgument unless `gpus` lists distinct non-negative indices.
+// InvalidArgument unless `gpus` lists distinct indices in [0, kMaxGpus).
 Status CheckGpuList(const std::vector<int>& gpus) {
   std::vector<int> sorted = gpus;
   std::sort(sorted.begin(), sorted.end());
-  if (!sorted.empty() && sorted.front() < 0) return InvalidArgument("GPU indices must be >= 0");
+  if (!sorted.empty() && (sorted.front() < 0 || sorted.back() >= kMaxGpus)) {
+    return InvalidArgument("GPU indices must be >= 0 and < " + std::to_string(kMaxGpus));
+  }
   if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) {
     return InvalidArgument("GPU indices must be distinct");
   }
@@ -55,13 +58,43 @@ bool MachineQueue::Histogram::AnyFits(int gpus, Duration d) const {
 // ---- MachineQueue
 
 MachineQueue::MachineQueue(int gpu_count, std::chrono::milliseconds drain_estimate)
-    : gpu_count_(std::max(gpu_count, 0)),
+    : gpu_count_(std::clamp(gpu_count, 0, kMaxGpus)),
       drain_estimate_(std::max(drain_estimate, std::chrono::milliseconds(0))),
       taken_(gpu_count_, 0),
       free_(gpu_count_) {}
 
+// The plan holds iterators into queue_; a moved queue plans again.
+MachineQueue::MachineQueue(MachineQueue&& other) noexcept
+    : gpu_count_(other.gpu_count_),
+      drain_estimate_(other.drain_estimate_),
+      queue_(std::move(other.queue_)),
+      queued_(std::move(other.queued_)),
+      leases_(std::move(other.leases_)),
+      taken_(std::move(other.taken_)),
+      free_(other.free_),
+      all_(other.all_) {
+  other.plan_valid_ = false;
+}
+
+MachineQueue& MachineQueue::operator=(MachineQueue&& other) noexcept {
+  if (this != &other) {
+    gpu_count_ = other.gpu_count_;
+    drain_estimate_ = other.drain_estimate_;
+    queue_ = std::move(other.queue_);
+    queued_ = std::move(other.queued_);
+    leases_ = std::move(other.leases_);
+    taken_ = std::move(other.taken_);
+    free_ = other.free_;
+    all_ = other.all_;
+    plan_valid_ = false;
+    due_.clear();
+    other.plan_valid_ = false;
+  }
+  return *this;
+}
+
 void MachineQueue::SetGpuCount(int n) {
-  n = std::max(n, 0);
+  n = std::clamp(n, 0, kMaxGpus);
   if (n == gpu_count_) return;
   gpu_count_ = n;
   if (taken_.size() < static_cast<size_t>(n)) taken_.resize(n, 0);
@@ -126,7 +159,7 @@ Status MachineQueue::Restore(int64_t id, std::vector<int> gpus, TimePoint end) {
   for (int g : gpus) {
     if (Taken(g)) return Conflict("GPU " + std::to_string(g) + " is in another lease");
   }
-  TakeGpus(id, gpus);
+  TakeGpus(gpus);
   leases_.emplace(id, Lease{std::move(gpus), end, false, {}});
   Invalidate();
   return Status::Ok();
@@ -136,7 +169,7 @@ bool MachineQueue::Finish(int64_t id, TimePoint now) {
   const auto it = leases_.find(id);
   if (it == leases_.end() || it->second.draining) return false;
   it->second.draining = true;
-  it->second.finished_at = now;
+  it->second.finished_at = std::min(now, it->second.end);
   Invalidate();
   return true;
 }
@@ -150,7 +183,7 @@ bool MachineQueue::Release(int64_t id) {
   return true;
 }
 
-void MachineQueue::TakeGpus(int64_t /*id*/, const std::vector<int>& gpus) {
+void MachineQueue::TakeGpus(const std::vector<int>& gpus) {
   for (int g : gpus) {
     if (static_cast<size_t>(g) >= taken_.size()) taken_.resize(g + 1, 0);
     assert(!taken_[g]);
@@ -168,34 +201,93 @@ void MachineQueue::FreeGpus(const std::vector<int>& gpus) {
 }
 
 TimePoint MachineQueue::Availability(const Lease& l, TimePoint now) const {
-  return std::max(l.draining ? SaturatingAdd(l.finished_at, drain_estimate_) : l.end, now);
+  const TimePoint t = l.draining ? SaturatingAdd(l.finished_at, drain_estimate_) : l.end;
+  if (t > now) return t;
+  // Overdue: the next whole second, so the plan need not move with every
+  // `now` while the agent has not reported.
+  const auto s = std::chrono::floor<std::chrono::seconds>(now.time_since_epoch());
+  return SaturatingAdd(TimePoint(s), std::chrono::seconds(1));
 }
 
 std::vector<Placement> MachineQueue::Schedule(TimePoint now) {
   if (free_ == 0 || queue_.empty()) return {};
   EnsurePlan(now);
-  while (next_ != queue_.end() && !NothingMoreStartsNow()) PlanNext();
 
-  std::vector<Placement> started;
-  auto kept = due_.begin();
-  for (const auto it : due_) {
-    const Entry& e = it->second;
-    if (std::any_of(e.gpus.begin(), e.gpus.end(), [&](int g) { return Taken(g); })) {
-      *kept++ = it;  // waits for a lease that counts as over but still holds a GPU
+  // Walk the unplanned tasks while one could still start now (a histogram of
+  // them by width and length says whether any fits the free GPUs' time at
+  // now). A task starts only in the free stretches at now, and a task can
+  // take time in a stretch only if it is no longer than the stretch
+  // (profile.hpp, FitAtNow). So a task too long for every stretch is passed
+  // over unplanned: nothing behind it depends on its plan in those stretches.
+  // A task that fits in them now starts, even ahead of such tasks, on the GPUs
+  // its plan would give it. Only a task that might land in them later needs
+  // the exact plan up to it.
+  std::vector<std::pair<Key, Placement>> started;
+  std::vector<int> chosen;
+  for (auto it = next_; it != queue_.end() && profile_.free_open() > 0;) {
+    const Histogram& rest = it == next_ ? unplanned_ : ahead_;
+    if (!rest.AnyFits(profile_.free_open(), profile_.MaxOpenWindow())) break;
+    const Task& t = it->second.task;
+    const bool placeable =
+        t.gpu_count <= gpu_count_ &&
+        std::all_of(t.gpus.begin(), t.gpus.end(), [&](int g) { return g < gpu_count_; });
+    auto fit = placeable ? profile_.FitAtNow(t.gpu_count, t.gpus, t.duration, &chosen)
+                         : detail::Profile::AtNow::kTooLong;
+    if (fit == detail::Profile::AtNow::kMaybe && it != next_ &&
+        profile_.Probe(t.gpu_count, t.gpus, t.duration) >= profile_.OpenUntil()) {
+      // Even with the tasks passed over left out, it starts after the free
+      // stretches at now: it cannot take any of them.
+      fit = detail::Profile::AtNow::kTooLong;
+    }
+    if (fit == detail::Profile::AtNow::kMaybe ||
+        (fit == detail::Profile::AtNow::kFits && it == next_)) {
+      // Plan exactly, up to and including it; what starts now lands in due_.
+      while (next_ != std::next(it)) PlanNext();
+      it = next_;
       continue;
     }
-    const TimePoint end = SaturatingAdd(now, e.task.duration);
-    started.push_back({e.task.id, e.gpus, now, end});
-    TakeGpus(e.task.id, e.gpus);
-    for (int g : e.gpus) profile_.Hold(g);
-    leases_.emplace(e.task.id, Lease{e.gpus, end, false, {}});
-    all_.Add(e.task, -1);
-    queued_.erase(e.task.id);
+    if (it == next_) ahead_ = unplanned_;  // the first task passed over
+    ahead_.Add(t, -1);
+    if (fit == detail::Profile::AtNow::kTooLong) {
+      ++it;
+      continue;
+    }
+    // Fits now, behind unplanned tasks: take its time in the profile, start it.
+    [[maybe_unused]] const TimePoint at = profile_.PlaceGpus(chosen, t.duration);
+    assert(at == now);
+    unplanned_.Add(t, -1);
+    started.emplace_back(it->first, Start(it, chosen, now));
+    it = queue_.erase(it);
+  }
+
+  // Every GPU in a lease counts as busy beyond now, so what is planned to
+  // start now is on free GPUs.
+  for (const auto it : due_) {
+    started.emplace_back(it->first, Start(it, it->second.gpus, now));
     queue_.erase(it);
   }
-  due_.erase(kept, due_.end());
+  due_.clear();
+  // In queue order: some started ahead of tasks that are due.
+  std::sort(started.begin(), started.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<Placement> out;
+  out.reserve(started.size());
+  for (auto& [key, p] : started) out.push_back(std::move(p));
   // The plan stays valid: the started tasks hold exactly what they had reserved.
-  return started;
+  return out;
+}
+
+Placement MachineQueue::Start(Queue::const_iterator it, const std::vector<int>& gpus,
+                              TimePoint now) {
+  const Task& t = it->second.task;
+  assert(std::none_of(gpus.begin(), gpus.end(), [&](int g) { return Taken(g); }));
+  const TimePoint end = SaturatingAdd(now, t.duration);
+  TakeGpus(gpus);
+  leases_.emplace(t.id, Lease{gpus, end, false, {}});
+  next_lease_end_ = std::min(next_lease_end_, end);
+  all_.Add(t, -1);
+  queued_.erase(t.id);
+  return {t.id, gpus, now, end};
 }
 
 std::optional<TimePoint> MachineQueue::EstimatedStart(int64_t id, TimePoint now) const {
@@ -233,9 +325,11 @@ bool MachineQueue::Planned(Queue::const_iterator it) const {
 
 void MachineQueue::EnsurePlan(TimePoint now) const {
   if (plan_valid_ && now == plan_now_) return;
-  if (plan_valid_ && now > plan_now_ && due_.empty() && next_start_ > now) {
-    // Nothing planned starts before `now`: every reservation is still the
-    // earliest, and the availability at times >= now has not changed.
+  if (plan_valid_ && now > plan_now_ && due_.empty() && next_start_ > now &&
+      next_lease_end_ > now) {
+    // Nothing planned starts by `now` and no lease became overdue: every
+    // reservation is still the earliest, and the availability at times >= now
+    // has not changed.
     plan_now_ = now;
     profile_.Reanchor(now);
     return;
@@ -246,17 +340,17 @@ void MachineQueue::EnsurePlan(TimePoint now) const {
   due_.clear();
   next_start_ = kNever;
   unplanned_ = all_;
+  next_lease_end_ = kNever;
   std::vector<TimePoint> base(gpu_count_, now);
-  std::vector<char> held(gpu_count_, 0);
   for (const auto& [id, lease] : leases_) {
     const TimePoint a = Availability(lease, now);
     for (int g : lease.gpus) {
       if (g >= gpu_count_) continue;
       base[g] = a;
-      held[g] = 1;
+      next_lease_end_ = std::min(next_lease_end_, a);
     }
   }
-  profile_.Reset(now, base, held);
+  profile_.Reset(now, base);
 }
 
 void MachineQueue::PlanNext() const {
@@ -282,14 +376,6 @@ void MachineQueue::PlanNext() const {
   }
   unplanned_.Add(t, -1);
   ++next_;
-}
-
-bool MachineQueue::NothingMoreStartsNow() const {
-  // A task starts now only on GPUs in no lease whose time at now no one ahead
-  // of it has reserved: at most free_open() of them, for at most the longest
-  // such stretch. Planning more only takes more of that time.
-  const int open = profile_.free_open();
-  return open == 0 || !unplanned_.AnyFits(open, profile_.MaxOpenWindow());
 }
 
 }  // namespace gpuhub::sched

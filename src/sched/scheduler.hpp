@@ -12,39 +12,50 @@
 // draining leases and the reservations of the tasks ahead of it (conservative
 // backfill: a task may start ahead of earlier ones only in time that none of
 // their reservations uses, so it delays none of them). A task that asks for
-// `gpu_count` GPUs takes the lowest free indices (at T == now, GPUs that no
-// lease holds come first); one that names `gpus` waits for exactly those. T is
-// the task's estimated start. A task starts when T == now and none of its GPUs
-// is still in a lease.
-//   - A running lease counts as ending at max(end, now).
+// `gpu_count` GPUs takes the lowest indices free over [T, T + duration); one
+// that names `gpus` waits for exactly those. T is the task's estimated start;
+// Schedule(now) starts the tasks whose T is now.
+//   - A running lease counts as ending at its end.
 //   - A finished lease (completed, failed, cancelled, expired) drains: its GPUs
 //     stay unavailable until Release (the agent reports its processes gone),
-//     and count as free at max(finished_at + drain_estimate, now).
+//     and count as free drain_estimate after it finished, or after its end if
+//     that came first (the agent stops it at its end by itself).
+//   - A lease past that time (expired but not reported yet, or draining longer
+//     than estimated) counts as ending at the next whole second after now. Its
+//     GPUs are not free now, so no task is planned to start on them now, and
+//     the plan need not change with every `now` while the agent is late.
 //   - A task that names a GPU >= gpu_count, or wants more GPUs than there are,
 //     stays queued without a reservation (estimate nullopt) and holds up no one.
-//   - A GPU is never in two leases: Restore refuses a taken GPU, and Schedule
-//     only starts tasks on GPUs that no lease holds.
+//   - A GPU is never in two leases: Restore refuses a taken GPU, and GPUs in
+//     leases always count as busy past now, so tasks start on free GPUs only.
 //
 // The plan (every queued task's reservation) is computed lazily, in queue
 // order, and kept between calls. It stays valid when tasks are appended at
 // the back of the queue, when tasks start, and as `now` advances, as long as
-// no reservation's start has been reached; anything else (a lease finishing
-// or released, a cancel of a task already planned, a restore, a GPU count
-// change, a task inserted before planned ones) drops it, and the next call
-// plans again from the head. See scheduler.cpp for the costs; in short, with n
-// queued tasks on G GPUs:
-//   - Enqueue, Cancel, Finish, Release: O(log n).
-//   - Schedule(now): O(1) when no GPU is free (the usual case on a busy
-//     machine), or when the plan is valid and no reservation starts by now.
-//     Otherwise it re-plans from the head, O(G log G) plus one placement per
-//     task, and stops as soon as no later task could start now (no free GPU
-//     is unclaimed at now, or every later task is longer than every free
-//     stretch or wider than the free GPUs), so it usually plans a handful.
-//   - EstimatedStart, Estimates: plan up to the task / to the end: at most n
-//     placements after an invalidation, only the new tasks otherwise.
-//   - One placement: O(k log G + q log q), k the task's GPUs, q the free gaps
-//     ("holes") in front of reservations at least as long as the task's length
-//     class (profile.hpp).
+// no reservation's start and no lease's end has been reached. Anything else (a
+// lease finishing or released, a cancel of a task already planned, a restore, a
+// GPU count change, a task inserted before planned ones) drops it, and the next
+// call plans again from the head. Costs, with n queued tasks on G GPUs:
+//   - Enqueue, Cancel, Finish, Release, Restore, SetGpuCount: O(log n) (plus
+//     O(G) for SetGpuCount).
+//   - Schedule(now): O(1) when no GPU is free (the usual call on a busy
+//     machine). Otherwise it makes the plan valid at now (after a lease ended,
+//     say, that means starting over: O(G log G)), starts what is planned for
+//     now, and walks the queue only while some unplanned task could still start
+//     now (a histogram by width and length answers that in O(log G)). A task
+//     starts only in the time the free GPUs have at now, and only tasks no
+//     longer than that time can take any of it, so the walk passes over too
+//     long tasks unplanned, at O(1) each; starts a task that fits in that time
+//     at once, even ahead of those; and plans exactly (one placement per task)
+//     only up to a task that might take some of that time later. For that
+//     last kind it first tries a placement without the tasks passed over (a
+//     lower bound): if even that comes after the free time, it passes it over
+//     too. Worst case: one placement per task, as Estimates.
+//   - EstimatedStart, Estimates: plan up to the task / to the end: n placements
+//     after the plan was dropped, only the new tasks otherwise.
+//   - One placement: see profile.hpp; O(k log G) for a task of k GPUs when no
+//     gap in front of a reservation ("hole") is long enough for it, plus
+//     O(log) per hole it has to look at otherwise.
 #pragma once
 
 #include <array>
@@ -84,20 +95,26 @@ struct Placement {
 enum class TaskState { kUnknown, kQueued, kRunning, kDraining };
 
 inline constexpr std::chrono::milliseconds kMaxDuration = std::chrono::hours(24 * 3650);
+inline constexpr int kMaxGpus = 1 << 16;  // GPU indices are below this
 
 class MachineQueue {
  public:
   explicit MachineQueue(int gpu_count,
                         std::chrono::milliseconds drain_estimate = std::chrono::seconds(30));
+  // Movable (the plan is dropped), not copyable.
+  MachineQueue(MachineQueue&& other) noexcept;
+  MachineQueue& operator=(MachineQueue&& other) noexcept;
+  MachineQueue(const MachineQueue&) = delete;
+  MachineQueue& operator=(const MachineQueue&) = delete;
 
-  // The machine's GPU count, from its inventory (negative counts as 0). Leases
-  // on GPUs that are gone stay until released.
+  // The machine's GPU count, from its inventory (clamped to [0, kMaxGpus]).
+  // Leases on GPUs that are gone stay until released.
   void SetGpuCount(int n);
   int gpu_count() const { return gpu_count_; }
 
-  // Queues a task. InvalidArgument: gpu_count < 1; `gpus` with a negative or
-  // repeated index, or not gpu_count long; duration <= 0 or > kMaxDuration.
-  // Conflict: the id is queued or in a lease already.
+  // Queues a task. InvalidArgument: gpu_count < 1; `gpus` with a repeated
+  // index or one outside [0, kMaxGpus), or not gpu_count long; duration <= 0
+  // or > kMaxDuration. Conflict: the id is queued or in a lease already.
   Status Enqueue(const Task& t);
 
   // Takes a queued task out of the queue; false if it is not queued.
@@ -105,20 +122,21 @@ class MachineQueue {
 
   // Records a running lease (after a server restart, from the database and the
   // agent's report). `gpus` may name GPUs >= gpu_count (they stay taken).
-  // InvalidArgument: `gpus` empty, negative or repeated. Conflict: the id is
-  // queued or in a lease, or one of the GPUs is in a lease.
+  // InvalidArgument: `gpus` empty, repeated or outside [0, kMaxGpus).
+  // Conflict: the id is queued or in a lease, or one of the GPUs is.
   Status Restore(int64_t id, std::vector<int> gpus, TimePoint end);
 
-  // A running lease ended at `now` (completed, failed, cancelled, expired): it
-  // drains, its GPUs still unavailable. False if `id` is not running.
+  // A running lease ended (completed, failed, cancelled, expired), at `now` or
+  // at its end if that was earlier: it drains, its GPUs still unavailable.
+  // False if `id` is not running.
   bool Finish(int64_t id, TimePoint now);
 
   // The lease's processes are gone: its GPUs are free. Works on a running
   // lease too. False if `id` is in no lease.
   bool Release(int64_t id);
 
-  // Starts the queued tasks that start now (see the rules), in queue order:
-  // they become running leases ending at now + duration.
+  // Starts the queued tasks whose reservation begins now (see the rules), in
+  // queue order: they become running leases ending at now + duration.
   std::vector<Placement> Schedule(TimePoint now);
 
   // The queued task's estimated start (its reservation) at `now`: nullopt if
@@ -167,10 +185,11 @@ class MachineQueue {
   // Plans the first unplanned task.
   void PlanNext() const;
   bool Planned(Queue::const_iterator it) const;
-  // Whether no unplanned task could start now, whatever is planned before it.
-  bool NothingMoreStartsNow() const;
   TimePoint Availability(const Lease& l, TimePoint now) const;
-  void TakeGpus(int64_t id, const std::vector<int>& gpus);
+  void TakeGpus(const std::vector<int>& gpus);
+  // Makes the queued task a running lease on `gpus` from now (the caller
+  // erases it from queue_).
+  Placement Start(Queue::const_iterator it, const std::vector<int>& gpus, TimePoint now);
   void FreeGpus(const std::vector<int>& gpus);
   bool Taken(int gpu) const { return gpu < static_cast<int>(taken_.size()) && taken_[gpu]; }
 
@@ -189,8 +208,10 @@ class MachineQueue {
   mutable Queue::const_iterator next_;  // first unplanned task, or end
   mutable detail::Profile profile_;
   mutable Histogram unplanned_;
+  Histogram ahead_;  // Schedule's scratch: unplanned tasks behind those passed over
   mutable std::vector<Queue::const_iterator> due_;  // planned to start at plan_now_, in order
   mutable TimePoint next_start_;                    // earliest planned start after plan_now_
+  mutable TimePoint next_lease_end_;  // earliest time a lease counts as ending (> plan_now_)
 };
 
 }  // namespace gpuhub::sched

@@ -21,7 +21,6 @@ namespace {
 using std::chrono::hours;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-using Duration = TimePoint::duration;
 
 const TimePoint kT0 = TimePoint{} + hours(24 * 365 * 56);
 
@@ -50,13 +49,13 @@ std::map<int64_t, RefReservation> RefPlan(int gpu_count, TimePoint now, millisec
                                           bool with_queue = true) {
   using Interval = std::pair<TimePoint, TimePoint>;
   std::vector<std::vector<Interval>> base(gpu_count);
-  std::vector<bool> held(gpu_count, false);
   for (const auto& [id, l] : leases) {
-    const TimePoint a = std::max(l.draining ? l.finished_at + drain : l.end, now);
+    // Free at its end (or drain_estimate after it finished); once that has
+    // passed, at the next whole second after now.
+    TimePoint a = l.draining ? l.finished_at + drain : l.end;
+    if (a <= now) a = TimePoint(std::chrono::floor<seconds>(now.time_since_epoch()) + seconds(1));
     for (int g : l.gpus) {
-      if (g >= gpu_count) continue;
-      base[g].push_back({TimePoint::min(), a});
-      held[g] = true;
+      if (g < gpu_count) base[g].push_back({TimePoint::min(), a});
     }
   }
   auto busy = base;
@@ -92,12 +91,7 @@ std::map<int64_t, RefReservation> RefPlan(int gpu_count, TimePoint now, millisec
           if (free(g)) chosen.push_back(g);
         }
         if (static_cast<int>(chosen.size()) < t.gpu_count) continue;
-        // Lowest indices; at now, GPUs that no lease holds first.
-        std::stable_sort(chosen.begin(), chosen.end(), [&](int a, int b) {
-          return (start == now && held[a]) < (start == now && held[b]);
-        });
-        chosen.resize(t.gpu_count);
-        std::sort(chosen.begin(), chosen.end());
+        chosen.resize(t.gpu_count);  // the lowest indices
       }
       r.start = start;
       r.gpus = chosen;
@@ -163,7 +157,7 @@ class Simulation {
     for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
     return s + "]";
   }
-  std::string Where() const { return "seed step " + std::to_string(step_) + " at " + Str(now_); }
+  std::string Where() const { return "step " + std::to_string(step_) + " at " + Str(now_); }
 
   std::set<int> TakenGpus() const {
     std::set<int> taken;
@@ -231,14 +225,14 @@ class Simulation {
       Log("finish " + std::to_string(id));
       EXPECT_TRUE(q_.Finish(id, now_)) << Where();
       leases_[id].draining = true;
-      leases_[id].finished_at = now_;
+      leases_[id].finished_at = std::min(now_, leases_[id].end);
     } else if (what < 60) {  // the server notices expired leases, some of them
       for (auto& [id, l] : leases_) {
         if (l.draining || l.end > now_ || Chance(0.3)) continue;
         Log("finish expired " + std::to_string(id));
         EXPECT_TRUE(q_.Finish(id, now_)) << Where();
         l.draining = true;
-        l.finished_at = now_;
+        l.finished_at = std::min(now_, l.end);
       }
     } else if (what < 72) {  // the agent reports processes gone
       std::vector<int64_t> ids;
@@ -303,14 +297,10 @@ class Simulation {
   void ScheduleAndCheck() {
     const auto before = Ref();
     const std::set<int> taken = TakenGpus();
-    std::vector<Placement> expected;
+    std::vector<Placement> expected;  // what the reference plans for now
     for (const auto& [key, t] : queue_) {
       const RefReservation& r = before.at(t.id);
-      if (r.start != now_) continue;
-      if (std::any_of(r.gpus.begin(), r.gpus.end(), [&](int g) { return taken.contains(g); })) {
-        continue;
-      }
-      expected.push_back({t.id, r.gpus, now_, now_ + t.duration});
+      if (r.start == now_) expected.push_back({t.id, r.gpus, now_, now_ + t.duration});
     }
 
     const std::vector<Placement> started = q_.Schedule(now_);
@@ -337,6 +327,7 @@ class Simulation {
       }
       for (int g : p.gpus) {
         EXPECT_TRUE(g >= 0 && g < gpu_count_) << Where() << " task " << p.id << " GPU " << g;
+        EXPECT_FALSE(taken.contains(g)) << Where() << " task " << p.id << " on leased GPU " << g;
       }
       leases_[p.id] = RefLease{p.gpus, p.end, false, {}};
       queue_.erase(it);

@@ -45,6 +45,7 @@ TEST(MachineQueue, RejectsInvalidTasks) {
   EXPECT_EQ(code(Count(1, -2, minutes(5))), kBad);
   EXPECT_EQ(code(Named(1, {0, 0}, minutes(5))), kBad);
   EXPECT_EQ(code(Named(1, {-1}, minutes(5))), kBad);
+  EXPECT_EQ(code(Named(1, {kMaxGpus}, minutes(5))), kBad);
   EXPECT_EQ(code(Task{1, kT0, minutes(5), 2, {1}}), kBad);
   EXPECT_EQ(code(Count(1, 1, minutes(0))), kBad);
   EXPECT_EQ(code(Task{1, kT0, milliseconds(-1), 1, {}}), kBad);
@@ -135,6 +136,26 @@ TEST(MachineQueue, BackfillMustNotDelayAnEarlierTaskBehindTheHead) {
   }
 }
 
+TEST(MachineQueue, ShortTaskStartsBehindLongerOnesThatCannotUseTheGap) {
+  // GPU 0 is free until the head's reservation at 60; tasks 2 and 3 are too
+  // long for that gap, task 4 fits in it now, task 5 only after task 4.
+  MachineQueue q(2);
+  ASSERT_TRUE(q.Restore(100, {1}, At(minutes(60))).ok());
+  ASSERT_TRUE(q.Enqueue(Count(1, 2, minutes(30))).ok());
+  ASSERT_TRUE(q.Enqueue(Count(2, 1, minutes(120))).ok());
+  ASSERT_TRUE(q.Enqueue(Named(3, {0}, minutes(61))).ok());
+  ASSERT_TRUE(q.Enqueue(Named(4, {0}, minutes(20))).ok());
+  ASSERT_TRUE(q.Enqueue(Count(5, 1, minutes(40))).ok());
+  ASSERT_TRUE(q.Enqueue(Count(6, 1, minutes(1))).ok());
+  // Plan the head only, then let Schedule walk the rest.
+  EXPECT_EQ(q.EstimatedStart(1, kT0), At(minutes(60)));
+  EXPECT_EQ(q.Schedule(kT0), (std::vector<Placement>{{4, {0}, kT0, At(minutes(20))}}));
+  // Task 5 takes the rest of the gap, later.
+  EXPECT_THAT(q.Estimates(kT0), ElementsAre(Pair(1, At(minutes(60))), Pair(2, At(minutes(90))),
+                                            Pair(3, At(minutes(210))), Pair(5, At(minutes(20))),
+                                            Pair(6, At(minutes(90)))));
+}
+
 TEST(MachineQueue, ReservesHolesInTheFuture) {
   // GPU 0 free at 10, GPU 1 at 30. Task 1 wants both (at 30); task 2 fits in
   // GPU 0's gap [10, 30); task 3 does not fit what is left of it.
@@ -192,10 +213,10 @@ TEST(MachineQueue, DrainingGpusStayTakenUntilReleased) {
   EXPECT_EQ(q.running(), 1u);
   EXPECT_THAT(q.Schedule(At(minutes(4))), IsEmpty());
   EXPECT_EQ(q.EstimatedStart(2, At(minutes(4))), At(minutes(4)) + seconds(30));
-  // Past the estimate and still not released: counts as free now, but is not.
-  EXPECT_EQ(q.EstimatedStart(2, At(minutes(5))), At(minutes(5)));
+  // Past the estimate and still not released: counts as free a second later.
+  EXPECT_EQ(q.EstimatedStart(2, At(minutes(5))), At(minutes(5)) + seconds(1));
   EXPECT_THAT(q.Schedule(At(minutes(5))), IsEmpty());
-  EXPECT_EQ(q.EstimatedStart(2, At(minutes(6))), At(minutes(6)));
+  EXPECT_EQ(q.EstimatedStart(2, At(minutes(6))), At(minutes(6)) + seconds(1));
 
   ASSERT_TRUE(q.Release(1));
   EXPECT_FALSE(q.Release(1));
@@ -204,30 +225,39 @@ TEST(MachineQueue, DrainingGpusStayTakenUntilReleased) {
             (std::vector<Placement>{{2, {0}, At(minutes(6)), At(minutes(16))}}));
 }
 
-TEST(MachineQueue, ExpiredButUnreportedLeaseCountsAsEndingNow) {
+TEST(MachineQueue, DrainingStartsAtTheLeasesEndWhenFinishedLate) {
+  MachineQueue q(1, seconds(30));
+  ASSERT_TRUE(q.Restore(100, {0}, At(minutes(10))).ok());
+  ASSERT_TRUE(q.Enqueue(Count(1, 1, minutes(5))).ok());
+  ASSERT_TRUE(q.Finish(100, At(minutes(10)) + seconds(20)));  // noticed 20 s late
+  EXPECT_EQ(q.EstimatedStart(1, At(minutes(10)) + seconds(20)), At(minutes(10)) + seconds(30));
+}
+
+TEST(MachineQueue, ExpiredButUnreportedLeaseCountsAsEndingWithinASecond) {
   MachineQueue q(2);
   ASSERT_TRUE(q.Restore(100, {0}, At(minutes(10))).ok());
   ASSERT_TRUE(q.Restore(101, {1}, At(minutes(60))).ok());
   ASSERT_TRUE(q.Enqueue(Named(1, {0}, minutes(10))).ok());
   ASSERT_TRUE(q.Enqueue(Count(2, 1, minutes(10))).ok());
-  EXPECT_THAT(q.Estimates(At(minutes(30))),
-              ElementsAre(Pair(1, At(minutes(30))), Pair(2, At(minutes(40)))));
+  const TimePoint s30 = At(minutes(30)) + seconds(1);
+  EXPECT_THAT(q.Estimates(At(minutes(30))), ElementsAre(Pair(1, s30), Pair(2, s30 + minutes(10))));
   EXPECT_THAT(q.Schedule(At(minutes(30))), IsEmpty());  // GPU 0 is still in lease 100
-  EXPECT_EQ(q.EstimatedStart(1, At(minutes(31))), At(minutes(31)));
+  // The estimate holds within that second, and moves with the next.
+  EXPECT_EQ(q.EstimatedStart(1, At(minutes(30)) + milliseconds(999)), s30);
+  EXPECT_EQ(q.EstimatedStart(1, s30), s30 + seconds(1));
   ASSERT_TRUE(q.Release(100));
   EXPECT_THAT(Ids(q.Schedule(At(minutes(31)))), ElementsAre(1));
 }
 
-TEST(MachineQueue, PrefersGpusInNoLeaseAtNow) {
+TEST(MachineQueue, OverdueGpusAreNotPlannedForNow) {
   MachineQueue q(3);
   ASSERT_TRUE(q.Restore(100, {0}, At(minutes(10))).ok());  // expired at 20, unreported
   ASSERT_TRUE(q.Enqueue(Count(1, 1, minutes(10))).ok());
   ASSERT_TRUE(q.Enqueue(Count(2, 2, minutes(10))).ok());
-  const auto started = q.Schedule(At(minutes(20)));
-  ASSERT_EQ(started.size(), 1u);
-  EXPECT_EQ(started[0].gpus, std::vector<int>{1});
-  // Task 2 is planned on GPUs 0 and 2 now, and waits for GPU 0.
-  EXPECT_EQ(q.EstimatedStart(2, At(minutes(20))), At(minutes(20)));
+  EXPECT_EQ(q.Schedule(At(minutes(20))),
+            (std::vector<Placement>{{1, {1}, At(minutes(20)), At(minutes(30))}}));
+  // Task 2 waits for GPU 0, with GPU 2.
+  EXPECT_EQ(q.EstimatedStart(2, At(minutes(20))), At(minutes(20)) + seconds(1));
   ASSERT_TRUE(q.Finish(100, At(minutes(20))));
   ASSERT_TRUE(q.Release(100));
   EXPECT_EQ(q.Schedule(At(minutes(21))),
@@ -279,6 +309,7 @@ TEST(MachineQueue, RestoreChecksItsInput) {
   EXPECT_EQ(q.Restore(1, {}, kT0).error().code, ErrorCode::kInvalidArgument);
   EXPECT_EQ(q.Restore(1, {1, 1}, kT0).error().code, ErrorCode::kInvalidArgument);
   EXPECT_EQ(q.Restore(1, {-1}, kT0).error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(q.Restore(1, {2'000'000'000}, kT0).error().code, ErrorCode::kInvalidArgument);
   ASSERT_TRUE(q.Restore(1, {1, 5}, At(minutes(5))).ok());  // GPU 5 may be reported later
   EXPECT_EQ(q.Restore(2, {0, 1}, kT0).error().code, ErrorCode::kConflict);
   EXPECT_EQ(q.Restore(1, {0}, kT0).error().code, ErrorCode::kConflict);
@@ -332,6 +363,21 @@ TEST(MachineQueue, AnEarlierSubmitTimeLandsAheadOfPlannedTasks) {
   EXPECT_EQ(q.EstimatedStart(1, kT0), At(minutes(10)));
   ASSERT_TRUE(q.Enqueue(Count(2, 1, minutes(5), At(minutes(-1)))).ok());
   EXPECT_THAT(q.Estimates(kT0), ElementsAre(Pair(2, At(minutes(10))), Pair(1, At(minutes(15)))));
+}
+
+TEST(MachineQueue, MovesWithItsState) {
+  MachineQueue a(1);
+  ASSERT_TRUE(a.Restore(100, {0}, At(minutes(10))).ok());
+  ASSERT_TRUE(a.Enqueue(Count(1, 1, minutes(5))).ok());
+  EXPECT_EQ(a.EstimatedStart(1, kT0), At(minutes(10)));  // planned: next_ is end()
+  MachineQueue b(std::move(a));
+  EXPECT_EQ(b.EstimatedStart(1, kT0), At(minutes(10)));
+  ASSERT_TRUE(b.Enqueue(Count(2, 1, minutes(5))).ok());
+  MachineQueue c(4);
+  c = std::move(b);
+  EXPECT_THAT(c.Estimates(kT0), ElementsAre(Pair(1, At(minutes(10))), Pair(2, At(minutes(15)))));
+  ASSERT_TRUE(c.Release(100));
+  EXPECT_THAT(Ids(c.Schedule(kT0)), ElementsAre(1));
 }
 
 TEST(MachineQueue, ZeroGpus) {
