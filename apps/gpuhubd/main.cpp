@@ -153,6 +153,11 @@ int main(int argc, char** argv) {
                                                 .log_dir = (data / "task-logs").string()});
   if (!task_service.ok()) return Fail(task_service.error().message);
   hub.SetTasks(task_service->get());
+  (*task_service)
+      ->OnHoldersChanged(
+          [&registry](const std::string& id, const tasks::TaskService::GpuHolders& holders) {
+            (*registry)->SetGpuHolders(id, holders);
+          });
   (*registry)->SetListener(
       [&hub](const std::string& id, bool online) { hub.BroadcastMachine(id, online); });
   net::io_context ioc(config.io_threads);

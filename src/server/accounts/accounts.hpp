@@ -3,7 +3,9 @@
 // Owns the in-memory view of every user and of the revoked tokens, loaded
 // from the Store at Open and written through to it: a mutation returns only
 // after the Store committed it, and reads never touch the database.
-// Authenticate is the hot path of every request and takes a shared lock only.
+// Authenticate is the hot path of every request: it verifies a session's
+// token once (VerifiedTokens remembers it until it expires) and then takes a
+// shared lock only, to check revocation and the user on every request.
 //
 // Thread-safe. Methods marked "heavy" run argon2id and belong on the worker
 // pool, not on an I/O thread. Input is expected to be validated already
@@ -27,6 +29,7 @@
 #include "common/result.hpp"
 #include "server/accounts/login_limiter.hpp"
 #include "server/accounts/token.hpp"
+#include "server/accounts/token_cache.hpp"
 #include "store/store.hpp"
 
 namespace gpuhub::accounts {
@@ -38,6 +41,9 @@ struct Principal {
   std::string role;  // from the user's record, not from the token
   std::string jti;
   TimePoint expires_at{};
+  // The user's record as it was when the request was authenticated (set by
+  // Authenticate; immutable, shared with Accounts).
+  std::shared_ptr<const store::User> user;
   bool IsAdmin() const { return role == "admin"; }
 };
 
@@ -88,7 +94,9 @@ class Accounts {
   Status EnsureAdmin(const std::optional<std::string>& password, const std::string& password_file);
 
   // Checks an Authorization header value: signature, expiry, revocation and
-  // that the user still exists.
+  // that the user still exists. Revocation and the user are checked on every
+  // call; signature and claims come from the cache of verified tokens after a
+  // token's first use.
   std::variant<Principal, TokenError> Authenticate(std::string_view authorization) const;
 
   // Seconds until `account` may try to log in again, or nullopt if it may now.
@@ -108,6 +116,8 @@ class Accounts {
   std::string Refresh(const Principal& principal) const;
 
   std::optional<store::User> FindUser(int64_t id) const;
+  // The same without copying the record; null if there is no such user.
+  std::shared_ptr<const store::User> GetUser(int64_t id) const;
   std::vector<store::User> ListUsers() const;  // ordered by id
 
   // kNotFound "Account not found"; kConflict "Cannot delete the last admin".
@@ -142,15 +152,17 @@ class Accounts {
   store::Store& store_;
   const TokenCodec codec_;
   const Clock& clock_;
+  const VerifiedTokens tokens_;  // over codec_ and clock_
   const AccountsOptions options_;
   LoginLimiter limiter_;
   std::vector<std::string> avatars_;
 
   std::mutex write_mu_;  // serialises mutations: store write, then cache update
   mutable std::shared_mutex mu_;
-  std::unordered_map<int64_t, store::User> users_;       // guarded by mu_
-  std::unordered_map<std::string, int64_t> by_account_;  // guarded by mu_
-  std::unordered_map<std::string, TimePoint> revoked_;   // jti -> expiry; guarded by mu_
+  // Records are immutable once published: an update replaces the pointer.
+  std::unordered_map<int64_t, std::shared_ptr<const store::User>> users_;  // guarded by mu_
+  std::unordered_map<std::string, int64_t> by_account_;                    // guarded by mu_
+  std::unordered_map<std::string, TimePoint> revoked_;  // jti -> expiry; guarded by mu_
 };
 
 }  // namespace gpuhub::accounts

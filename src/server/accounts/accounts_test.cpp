@@ -107,11 +107,52 @@ TEST_F(AccountsTest, LogoutRevokesDurably) {
   Auth(fresh);
 }
 
+TEST_F(AccountsTest, LogoutTakesEffectAtOnceForARememberedToken) {
+  ASSERT_TRUE(accounts_->Register({.account = "alice", .password = "password1"}).ok());
+  std::string token = accounts_->Login("alice", "password1").value();
+  Principal p = Auth(token);
+  for (int i = 0; i < 3; ++i) Auth(token);  // verified once, then remembered
+  std::string fresh = accounts_->Refresh(p);
+  Auth(fresh);
+  ASSERT_TRUE(accounts_->Logout(p).ok());
+  EXPECT_EQ(AuthError(token), TokenError::kInvalid);
+  EXPECT_EQ(AuthError("Bearer " + token), TokenError::kInvalid);
+  Auth(fresh);
+}
+
+TEST_F(AccountsTest, RememberedTokenExpiresWithTheClock) {
+  ASSERT_TRUE(accounts_->Register({.account = "alice", .password = "password1"}).ok());
+  std::string token = accounts_->Login("alice", "password1").value();
+  Principal p = Auth(token);
+  ASSERT_NE(p.user, nullptr);
+  EXPECT_EQ(p.user->account, "alice");
+  clock_.Advance(std::chrono::hours(1) - std::chrono::seconds(1));
+  Auth(token);
+  clock_.Advance(std::chrono::seconds(1));
+  EXPECT_EQ(AuthError("Bearer " + token), TokenError::kExpired);
+  EXPECT_EQ(AuthError("Bearer " + token), TokenError::kExpired);
+}
+
+TEST_F(AccountsTest, PrincipalCarriesTheCurrentRecord) {
+  ASSERT_TRUE(accounts_->Register({.account = "alice", .password = "password1"}).ok());
+  std::string token = accounts_->Login("alice", "password1").value();
+  Principal before = Auth(token);
+  ProfileChange change;
+  change.nickname = {true, std::string("Al")};
+  ASSERT_TRUE(accounts_->UpdateProfile(before.user_id, change).ok());
+  Principal after = Auth(token);  // same (remembered) token, new record
+  EXPECT_EQ(before.user->nickname, "alice");
+  EXPECT_EQ(after.user->nickname, "Al");
+  EXPECT_EQ(accounts_->GetUser(before.user_id)->nickname, "Al");
+  EXPECT_EQ(accounts_->GetUser(12345), nullptr);
+}
+
 TEST_F(AccountsTest, DeletedUsersTokenIsUnknownUser) {
   ASSERT_TRUE(
       accounts_->Register({.account = "admin", .password = "password1", .role = "admin"}).ok());
   ASSERT_TRUE(accounts_->Register({.account = "alice", .password = "password1"}).ok());
   std::string token = accounts_->Login("alice", "password1").value();
+  Auth(token);  // remembered by now
   ASSERT_TRUE(accounts_->DeleteUser("alice").ok());
   EXPECT_EQ(AuthError(token), TokenError::kUnknownUser);
   // Re-creating the account gets a new id: the old token stays dead.

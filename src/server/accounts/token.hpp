@@ -5,6 +5,8 @@
 // after construction and thread-safe.
 #pragma once
 
+#include <sodium.h>
+
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -40,12 +42,14 @@ class TokenCodec {
 
   // Checks format, algorithm, signature and expiry. kInvalid for anything
   // malformed or wrongly signed, kExpired when only the expiry fails.
+  // (VerifiedTokens remembers what this accepted.)
   std::variant<TokenClaims, TokenError> Verify(std::string_view token) const;
 
  private:
   std::string Sign(std::string_view signing_input) const;
 
   std::string secret_;
+  crypto_auth_hmacsha256_state keyed_;  // HMAC state after the key, copied per use
   const Clock& clock_;
   std::chrono::seconds lifetime_;
 };

@@ -34,6 +34,40 @@ nlohmann::json UserInfoJson(const store::User& user) {
           {"role", user.role}};
 }
 
+std::string UserInfoText(const store::User& user) {
+  auto optional = [](std::string& out, const std::optional<std::string>& v) {
+    if (v) {
+      http::AppendJsonString(out, *v);
+    } else {
+      out += "null";
+    }
+  };
+  std::string out;
+  out.reserve(128 + user.account.size() + user.nickname.size());
+  // nlohmann::json keeps object keys sorted: the same order here.
+  out += R"({"account":)";
+  http::AppendJsonString(out, user.account);
+  out += R"(,"email":)";
+  optional(out, user.email);
+  out += R"(,"id":)";
+  out += std::to_string(user.id);
+  out += R"(,"nickname":)";
+  http::AppendJsonString(out, user.nickname);
+  out += R"(,"phone":)";
+  optional(out, user.phone);
+  out += R"(,"photo":)";
+  if (user.photo) {
+    http::AppendJsonString(
+        out, "/api/user/photo/" + std::to_string(user.id) + "?v=" + user.photo->version);
+  } else {
+    out += "null";
+  }
+  out += R"(,"role":)";
+  http::AppendJsonString(out, user.role);
+  out += '}';
+  return out;
+}
+
 http::Response OkMessage(std::string_view message) {
   return http::MessageResponse(http::Status::ok, message);
 }

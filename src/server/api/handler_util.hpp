@@ -21,6 +21,9 @@ http::Handler WithAuth(const accounts::Accounts& accounts, AuthedHandler handler
 
 // {"id","account","nickname","email","phone","photo","role"}.
 nlohmann::json UserInfoJson(const store::User& user);
+// The same as JSON text, exactly UserInfoJson(user).dump() (keys sorted,
+// invalid UTF-8 replaced), written without building the json tree.
+std::string UserInfoText(const store::User& user);
 
 // 200 with {"message": message}.
 http::Response OkMessage(std::string_view message);

@@ -1,6 +1,7 @@
 #include "server/http/message.hpp"
 
 #include <nlohmann/json.hpp>
+#include <ostream>
 
 namespace gpuhub::http {
 
@@ -31,11 +32,65 @@ Status StatusFor(ErrorCode code) {
 }
 
 Response JsonResponse(Status status, const nlohmann::json& body) {
+  return JsonTextResponse(status,
+                          body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+void AppendJsonString(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (char c : s) {
+    if (static_cast<unsigned char>(c) >= 0x80) {  // UTF-8 (or not): as nlohmann writes it
+      out += nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      return;
+    }
+  }
+  out += '"';
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += "\\u00";
+          out += kHex[(c >> 4) & 0xf];
+          out += kHex[c & 0xf];
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+Response JsonTextResponse(Status status, std::string json) {
   Response res{status, 11};
   res.set(bhttp::field::content_type, "application/json");
   res.set(bhttp::field::cache_control, "no-store");
-  res.body() = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  res.body() = std::move(json);
   return res;
+}
+
+void PrintTo(const ResponseBody::value_type& body, std::ostream* os) {
+  *os << '"' << body.view() << '"';
 }
 
 Response MessageResponse(Status status, std::string_view message) {

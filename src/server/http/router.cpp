@@ -4,23 +4,35 @@
 
 #include <exception>
 
+#include "server/http/blocking.hpp"
+
 namespace gpuhub::http {
 namespace {
 
-std::vector<std::string_view> SplitPath(std::string_view path) {
-  std::vector<std::string_view> out;
-  size_t i = 0;
-  while (i < path.size()) {
-    if (path[i] == '/') {
-      ++i;
-      continue;
-    }
-    size_t j = path.find('/', i);
-    if (j == std::string_view::npos) j = path.size();
-    out.push_back(path.substr(i, j - i));
-    i = j;
+// The non-empty '/'-separated segments of a path, one at a time.
+class PathSegments {
+ public:
+  explicit PathSegments(std::string_view path) : rest_(path) {}
+  // The next segment; false at the end.
+  bool Next(std::string_view& segment) {
+    size_t i = rest_.find_first_not_of('/');
+    if (i == std::string_view::npos) return false;
+    rest_.remove_prefix(i);
+    size_t j = rest_.find('/');
+    segment = rest_.substr(0, j);
+    rest_.remove_prefix(segment.size());
+    return true;
   }
-  return out;
+
+ private:
+  std::string_view rest_;
+};
+
+size_t CountSegments(std::string_view path) {
+  size_t n = 0;
+  std::string_view s;
+  for (PathSegments it(path); it.Next(s);) ++n;
+  return n;
 }
 
 int HexValue(char c) {
@@ -56,12 +68,16 @@ std::optional<std::string> PercentDecode(std::string_view s) {
 }
 
 void Router::Add(bhttp::verb method, std::string_view pattern, Handler handler, size_t body_limit) {
-  std::vector<std::string> segments;
-  for (auto s : SplitPath(pattern)) {
-    segments.emplace_back(s.starts_with('{') ? std::string("{}") : std::string(s));
+  std::vector<Segment> segments;
+  std::string_view s;
+  for (PathSegments it(pattern); it.Next(s);) {
+    segments.push_back(s.starts_with('{') ? Segment{"", true} : Segment{std::string(s), false});
   }
+  auto same = [](const Segment& a, const Segment& b) {
+    return a.capture == b.capture && a.text == b.text;
+  };
   for (auto& r : routes_) {
-    if (r.segments == segments) {
+    if (std::equal(r.segments.begin(), r.segments.end(), segments.begin(), segments.end(), same)) {
       r.handlers[method] = std::move(handler);
       if (body_limit) r.body_limit = body_limit;
       return;
@@ -74,38 +90,50 @@ void Router::Add(bhttp::verb method, std::string_view pattern, Handler handler, 
   routes_.push_back(std::move(r));
 }
 
-const Router::Route* Router::Match(std::string_view path, std::vector<std::string>* params) const {
-  auto parts = SplitPath(path);
+Router::Match Router::Find(std::string_view target) const {
+  std::string_view path = SplitTarget(target).first;
+  size_t count = CountSegments(path);
+  Match match;
   for (const auto& r : routes_) {
-    if (r.segments.size() != parts.size()) continue;
-    std::vector<std::string> captured;
+    if (r.segments.size() != count) continue;
+    PathSegments parts(path);
+    std::string_view part;
     bool ok = true;
-    for (size_t i = 0; i < parts.size() && ok; ++i) {
-      if (r.segments[i] == "{}") {
-        auto decoded = PercentDecode(parts[i]);
-        ok = decoded.has_value();
-        if (ok) captured.push_back(std::move(*decoded));
-      } else {
-        ok = r.segments[i] == parts[i];
+    for (size_t i = 0; i < count && ok; ++i) {
+      parts.Next(part);
+      const Segment& seg = r.segments[i];
+      if (!seg.capture) {
+        ok = seg.text == part;
+        continue;
       }
+      auto decoded = PercentDecode(part);
+      ok = decoded.has_value();
+      if (ok) match.params_.push_back(std::move(*decoded));
     }
     if (ok) {
-      if (params) *params = std::move(captured);
-      return &r;
+      match.route_ = &r;
+      return match;
     }
+    match.params_.clear();
   }
-  return nullptr;
+  return match;
+}
+
+size_t Router::Match::BodyLimit(size_t fallback) const {
+  return route_ && route_->body_limit ? route_->body_limit : fallback;
 }
 
 size_t Router::BodyLimit(std::string_view target, size_t fallback) const {
-  const Route* r = Match(SplitTarget(target).first, nullptr);
-  return r && r->body_limit ? r->body_limit : fallback;
+  return Find(target).BodyLimit(fallback);
 }
 
 boost::asio::awaitable<Response> Router::Dispatch(const Request& request) const {
+  return Dispatch(request, Find(Sv(request.target())));
+}
+
+boost::asio::awaitable<Response> Router::Dispatch(const Request& request, Match match) const {
   auto [path, query] = SplitTarget(Sv(request.target()));
-  std::vector<std::string> params;
-  const Route* route = Match(path, &params);
+  const Route* route = match.route_;
   if (!route) co_return MessageResponse(Status::not_found, "Not found");
   auto it = route->handlers.find(request.method());
   if (it == route->handlers.end()) {
@@ -118,12 +146,22 @@ boost::asio::awaitable<Response> Router::Dispatch(const Request& request) const 
     res.set(bhttp::field::allow, allow);
     co_return res;
   }
-  Context ctx{request, std::move(params), query};
+  Context ctx{request, std::move(match.params_), query};
+  std::optional<std::chrono::seconds> overloaded;
   try {
     co_return co_await it->second(ctx);
+  } catch (const Overloaded& e) {
+    overloaded = e.retry_after();
   } catch (const std::exception& e) {
     spdlog::error("handler for {} {} threw: {}", std::string(request.method_string()),
                   std::string(path), e.what());
+  }
+  if (overloaded) {
+    Response res =
+        MessageResponse(Status::service_unavailable,
+                        "Server busy; retry in " + std::to_string(overloaded->count()) + " s");
+    res.set(bhttp::field::retry_after, std::to_string(overloaded->count()));
+    co_return res;
   }
   co_return MessageResponse(Status::internal_server_error, "Internal server error");
 }

@@ -30,26 +30,50 @@ struct Context {
 using Handler = std::function<boost::asio::awaitable<Response>(Context&)>;
 
 class Router {
+  struct Route;
+
  public:
+  // A request target matched against the routes: the server matches once,
+  // after the header, learns the body limit from it and hands it to Dispatch.
+  class Match {
+   public:
+    // The route's body limit, or `fallback` (unknown path, no limit of its own).
+    size_t BodyLimit(size_t fallback) const;
+
+   private:
+    friend class Router;
+    const Route* route_ = nullptr;
+    std::vector<std::string> params_;  // percent-decoded captures
+  };
+
   // Registers `handler` for `method` on `pattern`. `body_limit` overrides the
   // server's default request body limit for this route (0: the default).
   void Add(bhttp::verb method, std::string_view pattern, Handler handler, size_t body_limit = 0);
 
-  // The body limit for a request target (the route's own, or `fallback`).
+  // Matches a request target (path and query) against the routes.
+  Match Find(std::string_view target) const;
+
+  // The body limit for a request target (the route's own, or `fallback`):
+  // Find(target).BodyLimit(fallback).
   size_t BodyLimit(std::string_view target, size_t fallback) const;
 
   // Runs the matching handler, or answers 404/405. A handler that throws gets
-  // a logged 500, never a dropped connection.
+  // a logged 500, never a dropped connection; one that throws Overloaded
+  // (blocking.hpp) gets 503 with Retry-After.
   boost::asio::awaitable<Response> Dispatch(const Request& request) const;
+  // The same with the match of Find(request.target()) done already.
+  boost::asio::awaitable<Response> Dispatch(const Request& request, Match match) const;
 
  private:
+  struct Segment {
+    std::string text;  // empty for a capture
+    bool capture = false;
+  };
   struct Route {
-    std::vector<std::string> segments;  // "{}" marks a capture
+    std::vector<Segment> segments;
     std::map<bhttp::verb, Handler> handlers;
     size_t body_limit = 0;
   };
-  // The route matching `path` and its captures, or nullptr.
-  const Route* Match(std::string_view path, std::vector<std::string>* params) const;
 
   std::vector<Route> routes_;
 };

@@ -67,6 +67,38 @@ TEST(Router, BodyLimitPerRoute) {
   EXPECT_EQ(r.BodyLimit("/unknown", 100), 100u);
 }
 
+TEST(Router, FindOnceThenDispatchTheMatch) {
+  Router r = MakeRouter();
+  Router::Match m = r.Find("/api/users/b%2Fob/photo?v=1");
+  EXPECT_EQ(m.BodyLimit(100), 4096u);
+  boost::asio::io_context ioc;
+  Request req{bhttp::verb::get, "/api/users/b%2Fob/photo?v=1", 11};
+  auto f = boost::asio::co_spawn(ioc, r.Dispatch(req, std::move(m)), boost::asio::use_future);
+  ioc.run();
+  Response res = f.get();
+  EXPECT_EQ(res.result(), Status::ok);
+  EXPECT_EQ(res.body(), R"({"message":"b/ob|v=1"})");
+  EXPECT_EQ(r.Find("/unknown").BodyLimit(7), 7u);
+  EXPECT_EQ(r.Find("//api///users/x/photo/").BodyLimit(7), 4096u);  // empty segments ignored
+  EXPECT_EQ(r.Find("/boom").BodyLimit(7), 7u);
+}
+
+TEST(Router, FirstRegisteredRouteWins) {
+  Router r;
+  r.Add(bhttp::verb::get, "/a/{x}", [](Context& ctx) -> awaitable<Response> {
+    co_return MessageResponse(Status::ok, "capture " + ctx.params[0]);
+  });
+  r.Add(bhttp::verb::get, "/a/b",
+        [](Context&) -> awaitable<Response> { co_return MessageResponse(Status::ok, "literal"); });
+  r.Add(bhttp::verb::get, "/c/{x}/{y}", [](Context& ctx) -> awaitable<Response> {
+    co_return MessageResponse(Status::ok, ctx.params[0] + "," + ctx.params[1]);
+  });
+  EXPECT_EQ(Dispatch(r, bhttp::verb::get, "/a/b").body(), R"({"message":"capture b"})");
+  EXPECT_EQ(Dispatch(r, bhttp::verb::get, "/c/1/2").body(), R"({"message":"1,2"})");
+  EXPECT_EQ(Dispatch(r, bhttp::verb::get, "/c/1").result(), Status::not_found);
+  EXPECT_EQ(Dispatch(r, bhttp::verb::get, "/").result(), Status::not_found);
+}
+
 TEST(PercentDecode, RejectsBrokenEscapes) {
   EXPECT_EQ(PercentDecode("a%20b").value(), "a b");
   EXPECT_FALSE(PercentDecode("a%2").has_value());

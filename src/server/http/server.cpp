@@ -12,6 +12,8 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 
 namespace gpuhub::http {
@@ -20,6 +22,12 @@ namespace beast = boost::beast;
 using tcp = net::ip::tcp;
 
 namespace {
+
+// EXP-REMOVE
+inline bool ExpFlag(const char* name) {
+  const char* e = std::getenv("GPUHUB_EXP");
+  return e && std::strstr(e, name);
+}
 
 auto Redirect(beast::error_code& ec) { return net::redirect_error(net::use_awaitable, ec); }
 
@@ -85,7 +93,12 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
       // The route's limit applies once the target is known. (Not boost::none:
       // Beast 1.74 then refuses every body.)
       parser.body_limit(std::numeric_limits<std::uint64_t>::max());
-      co_await bhttp::async_read_header(stream_, buffer, parser, Redirect(ec));
+      // Usually the idle read brought the whole request: parse it in place
+      // rather than through async reads that would only complete at once.
+      static const bool kNoParse = ExpFlag("noparse");  // EXP-REMOVE
+      if (kNoParse || !ParseBuffered(parser, buffer, ec, /*header_only=*/true)) {
+        co_await bhttp::async_read_header(stream_, buffer, parser, Redirect(ec));
+      }
       // Beast checks header_limit per read, so a header block can outgrow it
       // by what one read brought in; measure the block itself as well.
       if (ec == bhttp::error::header_limit ||
@@ -98,18 +111,23 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
         if (IsMalformed(ec)) co_await SendEarlyError(Status::bad_request, "Malformed HTTP request");
         break;
       }
-      size_t limit = shared_->router.BodyLimit(Sv(parser.get().target()), lim.body_bytes);
+      Router::Match match = shared_->router.Find(Sv(parser.get().target()));
+      size_t limit = match.BodyLimit(lim.body_bytes);
       if (parser.content_length() && *parser.content_length() > limit) {
         co_await SendEarlyError(Status::payload_too_large, "Payload too large");
         break;
       }
       parser.body_limit(limit);
-      if (beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
-        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-        co_await net::async_write(stream_, net::buffer(kContinue), Redirect(ec));
-        if (ec) break;
+      if (!parser.is_done()) {
+        if (beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
+          static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+          co_await net::async_write(stream_, net::buffer(kContinue), Redirect(ec));
+          if (ec) break;
+        }
+        if (kNoParse || !ParseBuffered(parser, buffer, ec, /*header_only=*/false)) {
+          co_await bhttp::async_read(stream_, buffer, parser, Redirect(ec));
+        }
       }
-      co_await bhttp::async_read(stream_, buffer, parser, Redirect(ec));
       if (ec == bhttp::error::body_limit) {
         co_await SendEarlyError(Status::payload_too_large, "Payload too large");
         break;
@@ -123,10 +141,11 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
       if (shared_->upgrader && boost::beast::websocket::is_upgrade(request) &&
           shared_->upgrader->Accepts(SplitTarget(Sv(request.target())).first)) {
         stream_.expires_never();
+        stream_.socket().non_blocking(false, ec);
         shared_->upgrader->Upgrade(std::move(stream_), std::move(request));
         co_return;
       }
-      Response response = co_await shared_->router.Dispatch(request);
+      Response response = co_await shared_->router.Dispatch(request, std::move(match));
       bool keep_alive = request.keep_alive() && !stop_requested_;
       if (!co_await Write(std::move(response), request.version(), keep_alive) || !keep_alive) {
         break;
@@ -143,10 +162,42 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
     response.version(version);
     response.keep_alive(keep_alive);
     response.prepare_payload();
+    // Write what the socket takes at once (usually all of it) without a
+    // round through the reactor; wait for the rest. The socket is in
+    // non-blocking mode, so the synchronous write never blocks.
+    bhttp::serializer<false, ResponseBody> sr{response};
     beast::error_code ec;
+    static const bool kNoWrite = ExpFlag("nowrite");  // EXP-REMOVE
+    if (kNoWrite) ec = net::error::would_block;       // EXP-REMOVE
+    while (!ec && !sr.is_done()) {
+      bhttp::write_some(stream_.socket(), sr, ec);
+      if (ec) break;
+    }
+    if (!ec) co_return true;
+    if (ec != net::error::would_block && ec != net::error::try_again) co_return false;
+    ec = {};
     stream_.expires_after(shared_->limits.write_timeout);
-    co_await bhttp::async_write(stream_, response, Redirect(ec));
+    co_await bhttp::async_write(stream_, sr, Redirect(ec));
     co_return !ec;
+  }
+
+  // Feeds what `buffer` holds to the parser: up to the end of the header
+  // (`header_only`), or of the message. True when that end was reached or an
+  // error found (in `ec`); false when more bytes must be read.
+  static bool ParseBuffered(bhttp::request_parser<bhttp::string_body>& parser,
+                            beast::flat_buffer& buffer, beast::error_code& ec, bool header_only) {
+    auto reached = [&] { return header_only ? parser.is_header_done() : parser.is_done(); };
+    while (buffer.size() > 0 && !reached()) {
+      size_t n = parser.put(buffer.data(), ec);
+      buffer.consume(n);
+      if (ec == bhttp::error::need_more) {
+        ec = {};
+        return false;
+      }
+      if (ec) return true;
+      if (n == 0) break;
+    }
+    return reached();
   }
 
   // Answers a request that was not read to its end, then reads and discards a
@@ -206,6 +257,7 @@ net::awaitable<void> HttpServer::Accept() {
       continue;
     }
     socket.set_option(tcp::no_delay(true), ec);
+    socket.non_blocking(true, ec);  // for Connection::Write's first, synchronous try
     auto connection = std::make_shared<Connection>(shared_, std::move(socket));
     {
       std::lock_guard lock(shared_->mu);

@@ -9,12 +9,17 @@
 
 #include "common/time_util.hpp"
 #include "server/accounts/token.hpp"
+#include "server/http/gzip.hpp"
 
 namespace gpuhub::machines {
 namespace {
 
 constexpr int kMissedHeartbeats = 3;
 constexpr auto kHeartbeatLag = std::chrono::seconds(1);
+// zlib level of the gzip copy of /api/machines/info: JSON of repeated keys
+// compresses well already at the fast levels, and the copy is rebuilt up to
+// once a second.
+constexpr int kInfoGzipLevel = 1;
 constexpr char kMachineNotFound[] = "Machine not found";
 
 std::string NewAgentToken() { return "gpuhub-agent-" + accounts::RandomHex(32); }
@@ -264,22 +269,73 @@ void MachineRegistry::Sweep() {
   for (auto& f : after) f();
 }
 
-std::shared_ptr<const std::string> MachineRegistry::InfoJson() const {
-  std::lock_guard cache_lock(cache_mu_);
+void MachineRegistry::SetGpuHolders(const std::string& id,
+                                    std::map<int, std::pair<int64_t, std::string>> holders) {
   std::lock_guard lock(mu_);
+  auto it = machines_.find(id);
+  if (it == machines_.end() || it->second.holders == holders) return;
+  it->second.holders = std::move(holders);
+  ++version_;
+}
+
+std::shared_ptr<const std::string> MachineRegistry::InfoJson() const { return Info().json; }
+
+MachineRegistry::InfoDocument MachineRegistry::Info() const {
   // Heartbeats only move measurements and last_seen; for those a document at
   // most kHeartbeatLag old is good enough, so a fleet of agents does not force
-  // a rebuild on every request. Everything else (machines added or removed,
-  // online changes, first inventories) shows at once.
-  TimePoint now = clock_.Now();
-  if (cache_ && cache_version_ == version_ &&
-      (!seen_changed_ || now - cache_built_at_ < kHeartbeatLag)) {
+  // a rebuild on every request, and while one caller rebuilds, the others take
+  // the previous document rather than wait. Everything else (machines added
+  // or removed, online changes, first inventories) shows at once: callers
+  // wait for the rebuild.
+  bool stale_ok = false;
+  auto fresh = [&] {
+    std::lock_guard lock(mu_);
+    bool same_version = cache_.json && cache_version_ == version_;
+    stale_ok = same_version;
+    return same_version && (!seen_changed_ || clock_.Now() - cache_built_at_ < kHeartbeatLag);
+  };
+  {
+    std::lock_guard cache_lock(cache_mu_);
+    if (fresh()) return cache_;
+  }
+  std::unique_lock build(build_mu_, std::defer_lock);
+  if (stale_ok && !build.try_lock()) {
+    std::lock_guard cache_lock(cache_mu_);
     return cache_;
   }
+  if (!build.owns_lock()) build.lock();
+  {
+    std::lock_guard cache_lock(cache_mu_);
+    if (fresh()) return cache_;  // rebuilt while this caller waited
+  }
+  std::vector<InfoRow> rows;
+  uint64_t version;
+  TimePoint built_at;
+  {
+    std::lock_guard lock(mu_);  // a copy, not the document: heartbeats wait for ~1 ms, not ~50
+    built_at = clock_.Now();
+    version = version_;
+    seen_changed_ = false;
+    rows.reserve(machines_.size());
+    for (const auto& [id, s] : machines_) {
+      rows.push_back(InfoRow{s.record, s.online, s.inventory, s.holders});
+    }
+  }
+  InfoDocument doc;
+  doc.json = std::make_shared<const std::string>(InfoJsonOf(rows));
+  doc.gzip = std::make_shared<const std::string>(http::GzipCompress(*doc.json, kInfoGzipLevel));
+  std::lock_guard cache_lock(cache_mu_);
+  cache_ = doc;
+  cache_version_ = version;
+  cache_built_at_ = built_at;
+  return doc;
+}
+
+std::string MachineRegistry::InfoJsonOf(const std::vector<InfoRow>& rows) {
   nlohmann::json out = nlohmann::json::array();
-  for (const auto& [id, s] : machines_) {
+  for (const auto& s : rows) {
     nlohmann::json m = {
-        {"id", id},
+        {"id", s.record.id},
         {"ip", s.record.ip.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.record.ip)},
         {"online", s.online},
         {"last_seen", s.record.last_seen ? nlohmann::json(FormatIso8601(*s.record.last_seen))
@@ -292,8 +348,14 @@ std::shared_ptr<const std::string> MachineRegistry::InfoJson() const {
       nlohmann::json inv = proto::ToJson(*s.inventory);
       for (auto& g : inv["gpu"]) {
         g.erase("processes");
-        g["task_id"] = nullptr;  // set once leases exist
-        g["account"] = nullptr;
+        auto holder = s.holders.find(g["index"].get<int>());
+        if (holder == s.holders.end()) {
+          g["task_id"] = nullptr;
+          g["account"] = nullptr;
+        } else {
+          g["task_id"] = holder->second.first;
+          g["account"] = holder->second.second;
+        }
       }
       m["hostname"] = inv["hostname"];
       m["gpu"] = std::move(inv["gpu"]);
@@ -303,12 +365,7 @@ std::shared_ptr<const std::string> MachineRegistry::InfoJson() const {
     }
     out.push_back(std::move(m));
   }
-  cache_ = std::make_shared<const std::string>(
-      out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-  cache_version_ = version_;
-  cache_built_at_ = now;
-  seen_changed_ = false;
-  return cache_;
+  return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace gpuhub::machines

@@ -9,8 +9,10 @@
 //
 // Thread-safe. Callbacks (kick, the online listener) are never called while
 // the registry's lock is held. /api/machines/info is served from a cached
-// JSON document rebuilt only after something changed (what heartbeats change
-// may show up to a second late).
+// JSON document, kept with its gzip compression, rebuilt only after something
+// changed. What heartbeats change may show up to a second late (a little more
+// while one caller rebuilds the document: the others get the previous one
+// meanwhile); everything else shows at once.
 #pragma once
 
 #include <chrono>
@@ -73,8 +75,21 @@ class MachineRegistry {
   // Receives every online/offline change. Set before agents connect.
   void SetListener(OnlineListener listener);
 
+  // The leases holding the machine's GPUs: index -> (task id, account), shown
+  // as task_id/account in InfoJson (at once, not a second late). Unknown
+  // machines are ignored.
+  void SetGpuHolders(const std::string& id, std::map<int, std::pair<int64_t, std::string>> holders);
+
   // GET /api/machines/info: every machine sorted by id, as the contract shows.
   std::shared_ptr<const std::string> InfoJson() const;
+
+  // The same document, and that document gzip-compressed (RFC 1952), built
+  // together. Both are immutable and never null; share them, don't copy.
+  struct InfoDocument {
+    std::shared_ptr<const std::string> json;
+    std::shared_ptr<const std::string> gzip;
+  };
+  InfoDocument Info() const;
 
   std::chrono::milliseconds heartbeat() const { return heartbeat_; }
 
@@ -87,12 +102,22 @@ class MachineRegistry {
     TimePoint last_heartbeat{};
     std::string peer_ip;
     std::optional<proto::Inventory> inventory;
+    std::map<int, std::pair<int64_t, std::string>> holders;  // GPU -> (task, account)
   };
   MachineRegistry(store::Store& store, const Clock& clock, std::chrono::milliseconds heartbeat);
   // Marks `s` offline; returns what to call once the lock is released.
   std::function<void()> GoOfflineLocked(State& s);
   void Notify(const std::string& id, bool online);
   void PersistSeen(const std::string& id, TimePoint when, const std::string& ip);
+  // What /api/machines/info shows of one machine, copied under mu_ so that
+  // the document is built without holding it.
+  struct InfoRow {
+    store::Machine record;
+    bool online = false;
+    std::optional<proto::Inventory> inventory;
+    std::map<int, std::pair<int64_t, std::string>> holders;
+  };
+  static std::string InfoJsonOf(const std::vector<InfoRow>& rows);
 
   store::Store& store_;
   const Clock& clock_;
@@ -106,10 +131,13 @@ class MachineRegistry {
   uint64_t version_ = 1;               // bumped on every change but last_seen; guarded by mu_
   mutable bool seen_changed_ = false;  // a heartbeat since the cache was built; guarded by mu_
 
+  // Lock order: build_mu_, then cache_mu_, then mu_. The document is built
+  // under build_mu_ only, from rows copied under mu_.
+  mutable std::mutex build_mu_;  // held by the one caller that rebuilds the document
   mutable std::mutex cache_mu_;
-  mutable std::shared_ptr<const std::string> cache_;  // guarded by cache_mu_
-  mutable uint64_t cache_version_ = 0;                // guarded by cache_mu_
-  mutable TimePoint cache_built_at_{};                // guarded by cache_mu_
+  mutable InfoDocument cache_;          // guarded by cache_mu_
+  mutable uint64_t cache_version_ = 0;  // guarded by cache_mu_
+  mutable TimePoint cache_built_at_{};  // guarded by cache_mu_
 };
 
 // The SHA-256 of an agent token, hex: what the store keeps.

@@ -2,8 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 namespace gpuhub::machines {
 namespace {
@@ -112,6 +114,66 @@ TEST_F(RegistryTest, HeartbeatsReuseTheCachedDocumentForUpToASecond) {
   EXPECT_EQ(nlohmann::json::parse(*registry_->InfoJson())[0]["gpu"][0]["memory_used"], 2);
   registry_->Disconnect("n", *gen);  // online changes show at once
   EXPECT_EQ(nlohmann::json::parse(*registry_->InfoJson())[0]["online"], false);
+}
+
+TEST_F(RegistryTest, InfoDocumentComesWithItsGzipCopyBuiltOnce) {
+  ASSERT_TRUE(registry_->Add("n").ok());
+  auto a = registry_->Info();
+  ASSERT_NE(a.json, nullptr);
+  ASSERT_NE(a.gzip, nullptr);
+  ASSERT_GE(a.gzip->size(), 18u);
+  EXPECT_EQ(static_cast<unsigned char>((*a.gzip)[0]), 0x1f);  // gzip magic (inflated in
+  EXPECT_EQ(static_cast<unsigned char>((*a.gzip)[1]), 0x8b);  // http's gzip_test)
+  EXPECT_EQ(registry_->InfoJson(), a.json);
+  auto b = registry_->Info();  // nothing changed: the same buffers, shared
+  EXPECT_EQ(b.json, a.json);
+  EXPECT_EQ(b.gzip, a.gzip);
+  ASSERT_TRUE(registry_->Add("m").ok());
+  auto c = registry_->Info();  // rebuilt together
+  EXPECT_NE(c.json, a.json);
+  EXPECT_NE(c.gzip, a.gzip);
+  EXPECT_EQ(nlohmann::json::parse(*c.json).size(), 2u);
+}
+
+TEST_F(RegistryTest, ConcurrentReadersAndAgents) {
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(registry_->Add("m" + std::to_string(i)).ok());
+  std::vector<uint64_t> gens;
+  for (int i = 0; i < 20; ++i) {
+    auto id = "m" + std::to_string(i);
+    gens.push_back(*registry_->Connect(id, "10.0.0.1", [] {}));
+    ASSERT_TRUE(registry_->Report(id, gens.back(), Inv(1)).ok());
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 4; ++t) {
+    readers.emplace_back([&] {
+      while (!stop) {
+        auto doc = registry_->Info();
+        auto parsed = nlohmann::json::parse(*doc.json, nullptr, false);
+        if (!parsed.is_array() || parsed.size() < 20 || !doc.gzip || doc.gzip->empty()) ++bad;
+      }
+    });
+  }
+  for (int round = 0; round < 200; ++round) {
+    clock_.Advance(std::chrono::milliseconds(300));
+    for (int i = 0; i < 20; ++i) {
+      auto id = "m" + std::to_string(i);
+      ASSERT_TRUE(
+          registry_
+              ->Heartbeat(id, gens[static_cast<size_t>(i)], proto::Diff(Inv(round), Inv(round + 1)))
+              .ok());
+    }
+    if (round % 50 == 0) {
+      ASSERT_TRUE(registry_->Add("x" + std::to_string(round)).ok());
+    }
+  }
+  stop = true;
+  for (auto& r : readers) r.join();
+  EXPECT_EQ(bad, 0);
+  clock_.Advance(std::chrono::seconds(2));
+  EXPECT_EQ(Info()[0]["gpu"][0]["memory_used"], 200);
+  EXPECT_EQ(Info().size(), 24u);
 }
 
 TEST_F(RegistryTest, RemovingAnOnlineMachineAnnouncesItOffline) {

@@ -393,6 +393,7 @@ std::optional<TimePoint> TaskService::EstimatedStart(const store::Task& task) {
 void TaskService::OnHoldersChanged(HoldersListener listener) {
   std::lock_guard lock(mu_);
   holders_listener_ = std::move(listener);
+  for (const auto& [id, m] : machines_) NotifyHoldersLocked(id);  // the restored leases
 }
 
 void TaskService::NotifyHoldersLocked(const std::string& machine_id) {

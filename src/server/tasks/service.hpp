@@ -88,7 +88,8 @@ class TaskService {
   // GPU index -> (task id, account) of the leases holding a machine's GPUs
   // (running, or ended with processes not yet gone). The listener gets the
   // whole map of a machine whenever it may have changed, under the service's
-  // lock: it must not call back into the service.
+  // lock: it must not call back into the service. Setting it reports every
+  // machine with leases at once.
   using GpuHolders = std::map<int, std::pair<int64_t, std::string>>;
   using HoldersListener = std::function<void(const std::string& machine_id, const GpuHolders&)>;
   void OnHoldersChanged(HoldersListener listener);
