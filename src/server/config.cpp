@@ -192,7 +192,8 @@ Result<Invocation> ParseCommandLine(int argc, const char* const* argv, const cha
   if (auto r = SplitHostPort(c.listen); !r.ok()) return r.error();
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   if (c.io_threads == 0) c.io_threads = static_cast<int>(cores);
-  if (c.worker_threads == 0) c.worker_threads = static_cast<int>(std::max(2u, cores));
+  // One core fewer than there are: hashing must leave the I/O threads a core.
+  if (c.worker_threads == 0) c.worker_threads = static_cast<int>(std::max(1u, cores - 1));
   if (const char* pw = std::getenv("GPUHUB_ADMIN_PASSWORD"); pw && *pw) c.admin_password = pw;
   return inv;
 }

@@ -15,7 +15,7 @@ struct ServerConfig {
   std::string data_dir = "./var";
   std::string web_root;    // default: the source tree's web/ (set by the build)
   int io_threads = 0;      // 0: one per core
-  int worker_threads = 0;  // 0: one per core, at least 2
+  int worker_threads = 0;  // 0: one per core but one, at least 1
   std::string log_level = "info";
 
   size_t body_bytes = 1 << 20;

@@ -3,8 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
 
 #include "common/file_util.hpp"
@@ -94,11 +92,7 @@ Status Accounts::EnsureAdmin(const std::optional<std::string>& password,
 std::variant<Principal, TokenError> Accounts::Authenticate(std::string_view authorization) const {
   std::string_view token = TokenFromHeader(authorization);
   if (token.empty()) return TokenError::kMissing;
-  static const bool kNoCache = [] {  // EXP-REMOVE
-    const char* e = std::getenv("GPUHUB_EXP");
-    return e && std::strstr(e, "nocache");
-  }();
-  auto verified = kNoCache ? codec_.Verify(token) : tokens_.Verify(token);
+  auto verified = tokens_.Verify(token);
   if (auto* e = std::get_if<TokenError>(&verified)) return *e;
   auto& claims = std::get<TokenClaims>(verified);
   std::shared_lock lock(mu_);

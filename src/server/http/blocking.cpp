@@ -4,9 +4,6 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <cstdlib>
-#include <cstring>
-
 namespace gpuhub::http {
 namespace {
 
@@ -38,22 +35,6 @@ void LowerWorkerPriority() noexcept {
   thread_local bool lowered = false;
   if (lowered) return;
   lowered = true;
-  if (const char* e = std::getenv("GPUHUB_EXP")) {  // EXP-REMOVE
-    if (std::strstr(e, "noprio")) return;
-    if (std::strstr(e, "idleprio")) {
-      sched_param p{};
-      (void)sched_setscheduler(0, SCHED_IDLE, &p);
-      return;
-    }
-    if (std::strstr(e, "nice19")) {
-      (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
-      return;
-    }
-    if (std::strstr(e, "niceonly")) {
-      (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kWorkerNice);
-      return;
-    }
-  }
   // Both only ever lower the priority, which needs no privilege; on failure
   // the thread just keeps its priority.
   sched_param param{};

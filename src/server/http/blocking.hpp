@@ -5,13 +5,15 @@
 //
 // `f` must not throw; it runs on a pool thread, so what it touches must be
 // thread-safe. The coroutine's frame outlives the call, so capturing locals by
-// reference is safe.
+// reference is safe; capture by reference (GCC 12 destroys the by-value
+// captures of a lambda written inside the co_await expression twice).
 //
 // The queue is bounded: when BlockingQueueLimit() jobs already wait for a
 // pool thread (posted, not yet started; counted over all pools), RunBlocking
 // throws Overloaded instead of queueing `f`, and the Router answers that with
 // 503 and Retry-After. So a storm of logins neither builds an unbounded
-// backlog nor keeps hashing for clients that are long gone.
+// backlog nor leaves more than that many hashes to run for clients that may
+// have gone meanwhile.
 //
 // Pool threads yield to the I/O threads: the first job a pool thread runs
 // lowers that thread's CPU priority for good (SCHED_BATCH at nice 10,

@@ -12,8 +12,6 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
-#include <cstdlib>
-#include <cstring>
 #include <limits>
 
 namespace gpuhub::http {
@@ -22,12 +20,6 @@ namespace beast = boost::beast;
 using tcp = net::ip::tcp;
 
 namespace {
-
-// EXP-REMOVE
-inline bool ExpFlag(const char* name) {
-  const char* e = std::getenv("GPUHUB_EXP");
-  return e && std::strstr(e, name);
-}
 
 auto Redirect(beast::error_code& ec) { return net::redirect_error(net::use_awaitable, ec); }
 
@@ -95,8 +87,7 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
       parser.body_limit(std::numeric_limits<std::uint64_t>::max());
       // Usually the idle read brought the whole request: parse it in place
       // rather than through async reads that would only complete at once.
-      static const bool kNoParse = ExpFlag("noparse");  // EXP-REMOVE
-      if (kNoParse || !ParseBuffered(parser, buffer, ec, /*header_only=*/true)) {
+      if (!ParseBuffered(parser, buffer, ec, /*header_only=*/true)) {
         co_await bhttp::async_read_header(stream_, buffer, parser, Redirect(ec));
       }
       // Beast checks header_limit per read, so a header block can outgrow it
@@ -124,7 +115,7 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
           co_await net::async_write(stream_, net::buffer(kContinue), Redirect(ec));
           if (ec) break;
         }
-        if (kNoParse || !ParseBuffered(parser, buffer, ec, /*header_only=*/false)) {
+        if (!ParseBuffered(parser, buffer, ec, /*header_only=*/false)) {
           co_await bhttp::async_read(stream_, buffer, parser, Redirect(ec));
         }
       }
@@ -167,9 +158,7 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
     // non-blocking mode, so the synchronous write never blocks.
     bhttp::serializer<false, ResponseBody> sr{response};
     beast::error_code ec;
-    static const bool kNoWrite = ExpFlag("nowrite");  // EXP-REMOVE
-    if (kNoWrite) ec = net::error::would_block;       // EXP-REMOVE
-    while (!ec && !sr.is_done()) {
+    while (!sr.is_done()) {
       bhttp::write_some(stream_.socket(), sr, ec);
       if (ec) break;
     }

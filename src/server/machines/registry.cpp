@@ -10,6 +10,7 @@
 #include "common/time_util.hpp"
 #include "server/accounts/token.hpp"
 #include "server/http/gzip.hpp"
+#include "server/http/message.hpp"
 
 namespace gpuhub::machines {
 namespace {
@@ -221,6 +222,7 @@ Status MachineRegistry::Report(const std::string& id, uint64_t generation,
   State& s = it->second;
   s.record.ip = ChooseIp(inventory.ip, s.peer_ip);
   s.inventory = std::move(inventory);
+  UpdateInfoPartsLocked(s);
   s.last_heartbeat = clock_.Now();
   s.record.last_seen = s.last_heartbeat;
   ++version_;
@@ -239,6 +241,7 @@ Status MachineRegistry::Heartbeat(const std::string& id, uint64_t generation,
     if (!s.inventory) return InvalidArgument("heartbeat with changes before any inventory");
     if (auto st = proto::ApplyDiff(*s.inventory, diff); !st.ok()) return st;
     s.record.ip = ChooseIp(s.inventory->ip, s.peer_ip);
+    UpdateInfoPartsLocked(s);
   }
   seen_changed_ = true;  // measurements and last_seen: see InfoJson
   s.last_heartbeat = clock_.Now();
@@ -275,6 +278,7 @@ void MachineRegistry::SetGpuHolders(const std::string& id,
   auto it = machines_.find(id);
   if (it == machines_.end() || it->second.holders == holders) return;
   it->second.holders = std::move(holders);
+  UpdateInfoPartsLocked(it->second);
   ++version_;
 }
 
@@ -318,7 +322,7 @@ MachineRegistry::InfoDocument MachineRegistry::Info() const {
     seen_changed_ = false;
     rows.reserve(machines_.size());
     for (const auto& [id, s] : machines_) {
-      rows.push_back(InfoRow{s.record, s.online, s.inventory, s.holders});
+      rows.push_back(InfoRow{id, s.record.ip, s.record.last_seen, s.online, s.info_parts});
     }
   }
   InfoDocument doc;
@@ -331,41 +335,72 @@ MachineRegistry::InfoDocument MachineRegistry::Info() const {
   return doc;
 }
 
-std::string MachineRegistry::InfoJsonOf(const std::vector<InfoRow>& rows) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& s : rows) {
-    nlohmann::json m = {
-        {"id", s.record.id},
-        {"ip", s.record.ip.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.record.ip)},
-        {"online", s.online},
-        {"last_seen", s.record.last_seen ? nlohmann::json(FormatIso8601(*s.record.last_seen))
-                                         : nlohmann::json(nullptr)},
-        {"gpu", nlohmann::json::array()},
-        {"cpu", nullptr},
-        {"memory", nullptr},
-        {"disk", nullptr}};
-    if (s.inventory) {
-      nlohmann::json inv = proto::ToJson(*s.inventory);
-      for (auto& g : inv["gpu"]) {
-        g.erase("processes");
-        auto holder = s.holders.find(g["index"].get<int>());
-        if (holder == s.holders.end()) {
-          g["task_id"] = nullptr;
-          g["account"] = nullptr;
-        } else {
-          g["task_id"] = holder->second.first;
-          g["account"] = holder->second.second;
-        }
-      }
-      m["hostname"] = inv["hostname"];
-      m["gpu"] = std::move(inv["gpu"]);
-      m["cpu"] = std::move(inv["cpu"]);
-      m["memory"] = std::move(inv["memory"]);
-      m["disk"] = std::move(inv["disk"]);
-    }
-    out.push_back(std::move(m));
+std::shared_ptr<const MachineRegistry::InfoParts> MachineRegistry::NoInfoParts() {
+  static const auto none = std::make_shared<const InfoParts>(
+      InfoParts{R"("cpu":null,"disk":null,"gpu":[])", R"("memory":null)"});
+  return none;
+}
+
+void MachineRegistry::UpdateInfoPartsLocked(State& s) {
+  if (!s.inventory) {
+    s.info_parts = NoInfoParts();
+    return;
   }
-  return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  nlohmann::json inv = proto::ToJson(*s.inventory);
+  for (auto& g : inv["gpu"]) {
+    g.erase("processes");
+    auto holder = s.holders.find(g["index"].get<int>());
+    if (holder == s.holders.end()) {
+      g["task_id"] = nullptr;
+      g["account"] = nullptr;
+    } else {
+      g["task_id"] = holder->second.first;
+      g["account"] = holder->second.second;
+    }
+  }
+  auto dump = [](const nlohmann::json& j) {
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  };
+  auto parts = std::make_shared<InfoParts>();
+  parts->head = R"("cpu":)" + dump(inv["cpu"]) + R"(,"disk":)" + dump(inv["disk"]) + R"(,"gpu":)" +
+                dump(inv["gpu"]) + R"(,"hostname":)" + dump(inv["hostname"]);
+  parts->memory = R"("memory":)" + dump(inv["memory"]);
+  s.info_parts = std::move(parts);
+}
+
+std::string MachineRegistry::InfoJsonOf(const std::vector<InfoRow>& rows) {
+  // What nlohmann::json would write for an array of objects (keys sorted):
+  // {"cpu","disk","gpu"[,"hostname"],"id","ip","last_seen","memory","online"},
+  // without building the tree: the inventory parts are serialized already.
+  size_t size = 2;
+  for (const auto& r : rows) size += r.parts->head.size() + r.parts->memory.size() + 128;
+  std::string out;
+  out.reserve(size);
+  out += '[';
+  for (const auto& r : rows) {
+    if (out.size() > 1) out += ',';
+    out += '{';
+    out += r.parts->head;
+    out += R"(,"id":)";
+    http::AppendJsonString(out, r.id);
+    out += R"(,"ip":)";
+    if (r.ip.empty()) {
+      out += "null";
+    } else {
+      http::AppendJsonString(out, r.ip);
+    }
+    out += R"(,"last_seen":)";
+    if (r.last_seen) {
+      http::AppendJsonString(out, FormatIso8601(*r.last_seen));
+    } else {
+      out += "null";
+    }
+    out += ',';
+    out += r.parts->memory;
+    out += r.online ? R"(,"online":true})" : R"(,"online":false})";
+  }
+  out += ']';
+  return out;
 }
 
 }  // namespace gpuhub::machines

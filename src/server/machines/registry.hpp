@@ -94,6 +94,15 @@ class MachineRegistry {
   std::chrono::milliseconds heartbeat() const { return heartbeat_; }
 
  private:
+  // A machine's inventory and GPU holders as /api/machines/info shows them,
+  // serialized when they change (not with every document): the members that
+  // sort before "id" and the "memory" member, in nlohmann::json's key order.
+  struct InfoParts {
+    std::string head;    // "cpu":..,"disk":..,"gpu":[..] and, with an inventory, ,"hostname":..
+    std::string memory;  // "memory":..
+  };
+  static std::shared_ptr<const InfoParts> NoInfoParts();
+
   struct State {
     store::Machine record;
     bool online = false;
@@ -102,7 +111,8 @@ class MachineRegistry {
     TimePoint last_heartbeat{};
     std::string peer_ip;
     std::optional<proto::Inventory> inventory;
-    std::map<int, std::pair<int64_t, std::string>> holders;  // GPU -> (task, account)
+    std::map<int, std::pair<int64_t, std::string>> holders;       // GPU -> (task, account)
+    std::shared_ptr<const InfoParts> info_parts = NoInfoParts();  // of inventory and holders
   };
   MachineRegistry(store::Store& store, const Clock& clock, std::chrono::milliseconds heartbeat);
   // Marks `s` offline; returns what to call once the lock is released.
@@ -112,11 +122,14 @@ class MachineRegistry {
   // What /api/machines/info shows of one machine, copied under mu_ so that
   // the document is built without holding it.
   struct InfoRow {
-    store::Machine record;
+    std::string id;
+    std::string ip;
+    std::optional<TimePoint> last_seen;
     bool online = false;
-    std::optional<proto::Inventory> inventory;
-    std::map<int, std::pair<int64_t, std::string>> holders;
+    std::shared_ptr<const InfoParts> parts;
   };
+  // Recomputes s.info_parts after its inventory or holders changed; needs mu_.
+  static void UpdateInfoPartsLocked(State& s);
   static std::string InfoJsonOf(const std::vector<InfoRow>& rows);
 
   store::Store& store_;

@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/time_util.hpp"
+
 namespace gpuhub::machines {
 namespace {
 
@@ -133,6 +135,59 @@ TEST_F(RegistryTest, InfoDocumentComesWithItsGzipCopyBuiltOnce) {
   EXPECT_NE(c.json, a.json);
   EXPECT_NE(c.gzip, a.gzip);
   EXPECT_EQ(nlohmann::json::parse(*c.json).size(), 2u);
+}
+
+// The document is written without a json tree; it must be byte for byte what
+// nlohmann::json wrote for the tree of the contract (as it was built before).
+TEST_F(RegistryTest, InfoDocumentIsWhatTheJsonTreeDumps) {
+  ASSERT_TRUE(registry_->Add("a-never").ok());
+  ASSERT_TRUE(registry_->Add("b-busy").ok());
+  ASSERT_TRUE(registry_->Add("c-odd").ok());
+  auto gb = registry_->Connect("b-busy", "10.0.0.2", [] {});
+  ASSERT_TRUE(registry_->Report("b-busy", *gb, Inv(3)).ok());
+  registry_->SetGpuHolders("b-busy", {{0, {7, "alice"}}});
+  auto gc = registry_->Connect("c-odd", "10.0.0.3", [] {});
+  proto::Inventory odd = Inv(4);
+  odd.hostname = "h\xc3\xb6st \"q\" \x01 \xff";  // UTF-8, quotes, a control byte, bad UTF-8
+  odd.ip = "192.168.1.9";
+  odd.gpus.push_back({1, "GPU-1", "Other \xe2\x82\xac", 2000, 7, 0, 30, {42, 43}});
+  ASSERT_TRUE(registry_->Report("c-odd", *gc, odd).ok());
+  registry_->Disconnect("c-odd", *gc);  // offline, last_seen kept
+
+  auto machine = [&](const std::string& id, const std::string& ip, bool online,
+                     std::optional<TimePoint> seen, const proto::Inventory* inv,
+                     std::map<int, std::pair<int64_t, std::string>> holders) {
+    nlohmann::json m = {
+        {"id", id},
+        {"ip", ip.empty() ? nlohmann::json(nullptr) : nlohmann::json(ip)},
+        {"online", online},
+        {"last_seen", seen ? nlohmann::json(FormatIso8601(*seen)) : nlohmann::json(nullptr)},
+        {"gpu", nlohmann::json::array()},
+        {"cpu", nullptr},
+        {"memory", nullptr},
+        {"disk", nullptr}};
+    if (inv) {
+      nlohmann::json j = proto::ToJson(*inv);
+      for (auto& g : j["gpu"]) {
+        g.erase("processes");
+        auto h = holders.find(g["index"].get<int>());
+        g["task_id"] =
+            h == holders.end() ? nlohmann::json(nullptr) : nlohmann::json(h->second.first);
+        g["account"] =
+            h == holders.end() ? nlohmann::json(nullptr) : nlohmann::json(h->second.second);
+      }
+      for (const char* k : {"hostname", "gpu", "cpu", "memory", "disk"}) m[k] = j[k];
+    }
+    return m;
+  };
+  proto::Inventory b = Inv(3);
+  nlohmann::json expected = nlohmann::json::array();
+  expected.push_back(machine("a-never", "", false, std::nullopt, nullptr, {}));
+  expected.push_back(machine("b-busy", "10.0.0.2", true, clock_.Now(), &b, {{0, {7, "alice"}}}));
+  expected.push_back(machine("c-odd", "192.168.1.9", false, clock_.Now(), &odd, {}));
+  EXPECT_EQ(*registry_->InfoJson(),
+            expected.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  EXPECT_EQ(*registry_->Info().json, *registry_->InfoJson());
 }
 
 TEST_F(RegistryTest, ConcurrentReadersAndAgents) {
