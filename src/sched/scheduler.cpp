@@ -30,27 +30,44 @@ Status CheckGpuList(const std::vector<int>& gpus) {
 
 // ---- Histogram
 
+MachineQueue::Histogram::Histogram(const Histogram& other)
+    : table_(other.table_ ? std::make_unique<Table>(*other.table_) : nullptr) {}
+
+MachineQueue::Histogram& MachineQueue::Histogram::operator=(const Histogram& other) {
+  if (this == &other) return *this;
+  if (!other.table_) {
+    table_.reset();
+  } else if (table_) {
+    *table_ = *other.table_;
+  } else {
+    table_ = std::make_unique<Table>(*other.table_);
+  }
+  return *this;
+}
+
 void MachineQueue::Histogram::Add(const Task& t, int delta) {
+  if (!table_) table_ = std::make_unique<Table>();
   const int row = static_cast<int>(std::bit_width(static_cast<unsigned>(t.gpu_count)));
   const int col = detail::LengthClass(t.duration);
-  int32_t& c = counts_[row][col];
+  int32_t& c = table_->counts[row][col];
   c += delta;
   assert(c >= 0);
   if (c > 0) {
-    nonzero_[row].Add(col);
+    table_->nonzero[row].Add(col);
   } else {
-    nonzero_[row].Remove(col);
+    table_->nonzero[row].Remove(col);
   }
 }
 
 bool MachineQueue::Histogram::AnyFits(int gpus, Duration d) const {
+  if (!table_) return false;
   // Row r holds counts in [2^(r-1), 2^r); a task fits only if its count is
   // <= gpus and its duration (so its length class) <= d.
   const int rows =
       std::min(static_cast<int>(std::bit_width(static_cast<unsigned>(gpus))), kRows - 1);
   const int upto = d == Duration::max() ? detail::kLengthClasses - 1 : detail::LengthClass(d);
   for (int r = 1; r <= rows; ++r) {
-    if (nonzero_[r].AnyUpTo(upto)) return true;
+    if (table_->nonzero[r].AnyUpTo(upto)) return true;
   }
   return false;
 }
@@ -72,7 +89,7 @@ MachineQueue::MachineQueue(MachineQueue&& other) noexcept
       leases_(std::move(other.leases_)),
       taken_(std::move(other.taken_)),
       free_(other.free_),
-      all_(other.all_) {
+      all_(std::move(other.all_)) {
   other.plan_valid_ = false;
 }
 
@@ -85,7 +102,7 @@ MachineQueue& MachineQueue::operator=(MachineQueue&& other) noexcept {
     leases_ = std::move(other.leases_);
     taken_ = std::move(other.taken_);
     free_ = other.free_;
-    all_ = other.all_;
+    all_ = std::move(other.all_);
     plan_valid_ = false;
     due_.clear();
     other.plan_valid_ = false;

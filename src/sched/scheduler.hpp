@@ -62,6 +62,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <unordered_map>
 #include <utility>
@@ -167,16 +168,28 @@ class MachineQueue {
     TimePoint finished_at;
   };
   // Queued tasks by (bit width of GPU count, length class of duration):
-  // answers "could any of them fit k free GPUs for d?" in O(log k).
+  // answers "could any of them fit k free GPUs for d?" in O(log k). Its
+  // table (35 KB) is allocated by the first Add, so a machine that never had
+  // a queued task costs little (a server holds one queue per machine).
   class Histogram {
    public:
+    Histogram() = default;
+    Histogram(const Histogram& other);
+    Histogram& operator=(const Histogram& other);
+    Histogram(Histogram&&) noexcept = default;
+    Histogram& operator=(Histogram&&) noexcept = default;
+    ~Histogram() = default;
+
     void Add(const Task& t, int delta);
     bool AnyFits(int gpus, detail::Duration d) const;
 
    private:
     static constexpr int kRows = 33;
-    std::array<std::array<int32_t, detail::kLengthClasses>, kRows> counts_{};
-    std::array<detail::ClassSet, kRows> nonzero_{};
+    struct Table {
+      std::array<std::array<int32_t, detail::kLengthClasses>, kRows> counts{};
+      std::array<detail::ClassSet, kRows> nonzero{};
+    };
+    std::unique_ptr<Table> table_;  // null: every count is 0
   };
 
   void Invalidate() { plan_valid_ = false; }

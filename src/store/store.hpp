@@ -199,7 +199,12 @@ class Store {
   // Inserts `task` (its id is ignored) and returns it with the new id; ids are
   // never reused and grow with submission. kNotFound "Machine not found" /
   // "User not found". Times keep millisecond precision.
-  virtual Result<Task> CreateTask(const Task& task) = 0;
+  Result<Task> CreateTask(const Task& task) { return std::move(CreateTasks({task}).front()); }
+  // Group commit: inserts each of `tasks` as CreateTask does, all in one
+  // transaction (one flush to disk), and returns each one's outcome in order.
+  // A task refused (kNotFound) does not keep the others out; when the
+  // transaction itself fails, every outcome is that error and none is stored.
+  virtual std::vector<Result<Task>> CreateTasks(const std::vector<Task>& tasks) = 0;
   // kNotFound "Task not found".
   virtual Result<Task> GetTask(int64_t id) = 0;
   // Replaces gpu_ids, status, start_time, end_time, exit_code and released of

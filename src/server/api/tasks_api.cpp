@@ -55,7 +55,7 @@ void AddTaskRoutes(http::Router& router, const ApiDeps& deps) {
       WithAuth(accounts, [&](Context& ctx, const accounts::Principal& who) -> awaitable<Response> {
         auto req = DecodeTaskRequest(ctx.request.body());
         if (!req.ok()) co_return http::ErrorResponse(req.error());
-        auto submitted = service.Submit(who, *req);
+        auto submitted = co_await service.Submit(who, *req);
         if (!submitted.ok()) co_return http::ErrorResponse(submitted.error());
         co_return http::JsonResponse(http::Status::ok, SubmittedJson(*submitted));
       });

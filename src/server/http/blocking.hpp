@@ -24,16 +24,14 @@
 #pragma once
 
 #include <atomic>
-#include <boost/asio/async_result.hpp>
-#include <boost/asio/dispatch.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <cstddef>
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
+
+#include "common/run_on.hpp"
 
 namespace gpuhub::http {
 
@@ -84,23 +82,12 @@ void LowerWorkerPriority() noexcept;
 template <typename F>
 auto RunBlocking(boost::asio::thread_pool& pool, F f)
     -> boost::asio::awaitable<std::invoke_result_t<F>> {
-  namespace net = boost::asio;
-  using R = std::invoke_result_t<F>;
   detail::QueueTicket ticket = detail::QueueTicket::Take();  // throws Overloaded
-  return net::async_initiate<const net::use_awaitable_t<>&, void(R)>(
-      [&pool](auto handler, F fn, detail::QueueTicket place) {
-        auto ex = net::get_associated_executor(handler);
-        net::post(pool, [handler = std::move(handler), fn = std::move(fn), ex,
-                         place = std::move(place)]() mutable {
-          place.Release();
-          detail::LowerWorkerPriority();
-          R result = fn();
-          net::dispatch(ex, [handler = std::move(handler), result = std::move(result)]() mutable {
-            std::move(handler)(std::move(result));
-          });
-        });
-      },
-      net::use_awaitable, std::move(f), std::move(ticket));
+  return RunOn(pool, [fn = std::move(f), place = std::move(ticket)]() mutable {
+    place.Release();
+    detail::LowerWorkerPriority();
+    return fn();
+  });
 }
 
 }  // namespace gpuhub::http

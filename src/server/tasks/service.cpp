@@ -84,7 +84,7 @@ Result<std::unique_ptr<TaskService>> TaskService::Open(store::Store& store, Task
 
 TaskService::TaskService(store::Store& store, TaskLink& link, const Clock& clock,
                          TaskOptions options)
-    : store_(store), link_(link), clock_(clock), options_(std::move(options)) {}
+    : store_(store), link_(link), clock_(clock), options_(std::move(options)), inserts_(store) {}
 
 TaskService::Machine& TaskService::MachineLocked(const std::string& id) {
   auto it = machines_.find(id);
@@ -114,7 +114,7 @@ void TaskService::SetOnline(const std::string& machine_id, bool online) {
   // Starting queued leases waits for the agent's tasks report (OnTasksReport).
 }
 
-Result<Submitted> TaskService::Submit(const accounts::Principal& caller, const TaskRequest& r) {
+Result<store::Task> TaskService::Prepare(const accounts::Principal& caller, const TaskRequest& r) {
   auto machines = store_.ListMachines();
   if (!machines.ok()) return machines.error();
   if (std::none_of(machines->begin(), machines->end(),
@@ -164,9 +164,21 @@ Result<Submitted> TaskService::Submit(const accounts::Principal& caller, const T
   t.duration = r.duration;
   t.status = "queued";
   t.submit_time = clock_.Now();
-  auto created = store_.CreateTask(t);
-  if (!created.ok()) return created.error();
-  t = std::move(created).value();
+  return t;
+}
+
+boost::asio::awaitable<Result<Submitted>> TaskService::Submit(const accounts::Principal& caller,
+                                                              const TaskRequest& request) {
+  auto prepared = Prepare(caller, request);
+  if (!prepared.ok()) co_return prepared.error();
+  auto created = co_await inserts_.Insert(std::move(prepared).value());
+  if (!created.ok()) co_return created.error();
+  co_return Admit(std::move(created).value());
+}
+
+Result<Submitted> TaskService::Admit(store::Task t) {
+  std::lock_guard lock(mu_);
+  Machine& m = MachineLocked(t.machine_id);
   if (auto s = m.queue.Enqueue(SchedTask(t)); !s.ok()) {
     spdlog::error("task {}: the scheduler refused it: {}", t.id, s.error().message);
   }

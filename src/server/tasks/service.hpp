@@ -17,6 +17,7 @@
 // outlive the service.
 #pragma once
 
+#include <boost/asio/awaitable.hpp>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -34,6 +35,7 @@
 #include "proto/tasks.hpp"
 #include "sched/scheduler.hpp"
 #include "server/accounts/accounts.hpp"
+#include "server/tasks/group_insert.hpp"
 #include "server/tasks/types.hpp"
 #include "store/store.hpp"
 
@@ -73,9 +75,12 @@ class TaskService {
   // The machine's agent connected (queued leases may start) or disconnected.
   void SetOnline(const std::string& machine_id, bool online);
 
+  // Checks, stores (a group commit with concurrent submissions: see
+  // GroupInsert) and queues the task, and starts it if its GPUs are free.
   // 404 "Machine not found" / "Container not found"; 400 for a duration over
   // the maximum, a gpu_count beyond the machine's GPUs or a GPU it lacks.
-  Result<Submitted> Submit(const accounts::Principal& caller, const TaskRequest& request);
+  boost::asio::awaitable<Result<Submitted>> Submit(const accounts::Principal& caller,
+                                                   const TaskRequest& request);
   // 404 "Task not found" (also on another machine), 403, 409 "Task already finished".
   Result<store::Task> Cancel(const accounts::Principal& caller, const CancelRequest& request);
   // Newest first; active ones and those ended in the last 24 h unless `all`.
@@ -117,6 +122,11 @@ class TaskService {
   };
   TaskService(store::Store& store, TaskLink& link, const Clock& clock, TaskOptions options);
 
+  // Submit's steps: the checks and the record to store; then, once stored,
+  // queueing and scheduling it.
+  Result<store::Task> Prepare(const accounts::Principal& caller, const TaskRequest& request);
+  Result<Submitted> Admit(store::Task t);
+
   Machine& MachineLocked(const std::string& id);
   // Starts what the scheduler allows on an online machine.
   void ScheduleLocked(const std::string& machine_id, Machine& m);
@@ -135,6 +145,7 @@ class TaskService {
   std::map<std::string, std::unique_ptr<Machine>> machines_;  // guarded by mu_
   std::map<std::string, int> gpu_counts_;                     // guarded by mu_
   HoldersListener holders_listener_;                          // guarded by mu_
+  GroupInsert inserts_;
 };
 
 }  // namespace gpuhub::tasks

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -92,8 +94,21 @@ class TaskServiceTest : public ::testing::Test {
             .duration = d,
             .gpu_count = gpus};
   }
+  // The service's Submit, run to its end.
+  Result<Submitted> SubmitResult(const std::string& who, const TaskRequest& r) {
+    boost::asio::io_context ioc;
+    std::optional<Result<Submitted>> out;
+    auto run = [&]() -> boost::asio::awaitable<void> {
+      out = co_await service_->Submit(who_[who], r);
+    };
+    boost::asio::co_spawn(ioc, run(), [](std::exception_ptr e) {
+      if (e) std::rethrow_exception(e);
+    });
+    ioc.run();
+    return std::move(*out);
+  }
   Submitted Submit(const std::string& who, TaskRequest r) {
-    auto s = service_->Submit(who_[who], r);
+    auto s = SubmitResult(who, r);
     EXPECT_TRUE(s.ok()) << s.error().message;
     clock_.Advance(std::chrono::milliseconds(1));
     return s.ok() ? *s : Submitted{};
@@ -143,20 +158,19 @@ TEST_F(TaskServiceTest, QueuesUntilTheAgentReleasesTheGpus) {
 }
 
 TEST_F(TaskServiceTest, ValidatesAgainstTheMachine) {
-  auto r = service_->Submit(who_["alice"], Req(5));
+  auto r = SubmitResult("alice", Req(5));
   EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
   auto explicit_gpus = Req(1);
   explicit_gpus.gpu_count.reset();
   explicit_gpus.gpus = std::vector<int>{4};
-  EXPECT_EQ(service_->Submit(who_["alice"], explicit_gpus).error().code,
-            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(SubmitResult("alice", explicit_gpus).error().code, ErrorCode::kInvalidArgument);
   auto no_machine = Req(1);
   no_machine.machine_id = "nope";
-  EXPECT_EQ(service_->Submit(who_["alice"], no_machine).error().message, "Machine not found");
+  EXPECT_EQ(SubmitResult("alice", no_machine).error().message, "Machine not found");
   auto no_container = Req(1);
   no_container.containername = "other";
-  EXPECT_EQ(service_->Submit(who_["alice"], no_container).error().message, "Container not found");
-  EXPECT_EQ(service_->Submit(who_["alice"], Req(1, std::chrono::hours(73))).error().message,
+  EXPECT_EQ(SubmitResult("alice", no_container).error().message, "Container not found");
+  EXPECT_EQ(SubmitResult("alice", Req(1, std::chrono::hours(73))).error().message,
             "duration must be at most 72h");
   EXPECT_TRUE(store_->ListTasks({})->empty());
 }

@@ -741,25 +741,39 @@ Status SqliteStore::DeleteContainer(int64_t id) {
                {.what = "delete container", .not_found = "Container not found"}, id);
 }
 
-Result<Task> SqliteStore::CreateTask(const Task& t) {
-  std::lock_guard lock(mu_);
+Result<Task> SqliteStore::InsertTaskLocked(const Task& t) {
   const std::string requested = FormatGpus(t.gpus_requested);
   const std::string gpu_ids = FormatGpus(t.gpu_ids);
   const std::optional<int64_t> exit_code = t.exit_code;
-  // The checks and the insert share the write lock, so no other connection can
-  // delete the machine or the user in between.
-  return InWriteTransaction(db_.get(), [&]() -> Result<Task> {
-    if (Status s = CheckTaskRefs(stmts_.task_refs_exist.get(), t); !s.ok()) return s.error();
-    if (Status s = Write(stmts_.create_task.get(), {.what = "create task"}, t.user_id, t.account,
-                         t.machine_id, t.container_id, t.containername, t.command,
-                         static_cast<int64_t>(t.duration.count()), int64_t{t.gpu_count}, requested,
-                         gpu_ids, t.status, ToUnixMillis(t.submit_time), ToUnixMillis(t.start_time),
-                         ToUnixMillis(t.end_time), exit_code, int64_t{t.released ? 1 : 0});
-        !s.ok()) {
-      return s.error();
+  if (Status s = CheckTaskRefs(stmts_.task_refs_exist.get(), t); !s.ok()) return s.error();
+  if (Status s = Write(stmts_.create_task.get(), {.what = "create task"}, t.user_id, t.account,
+                       t.machine_id, t.container_id, t.containername, t.command,
+                       static_cast<int64_t>(t.duration.count()), int64_t{t.gpu_count}, requested,
+                       gpu_ids, t.status, ToUnixMillis(t.submit_time), ToUnixMillis(t.start_time),
+                       ToUnixMillis(t.end_time), exit_code, int64_t{t.released ? 1 : 0});
+      !s.ok()) {
+    return s.error();
+  }
+  return TaskAsInserted(db_.get(), t);
+}
+
+std::vector<Result<Task>> SqliteStore::CreateTasks(const std::vector<Task>& tasks) {
+  std::lock_guard lock(mu_);
+  std::vector<Result<Task>> out;
+  out.reserve(tasks.size());
+  // The checks and the inserts share the write lock, so no other connection
+  // can delete a machine or a user in between. A failed statement undoes only
+  // itself; should the transaction be gone after one (an I/O error), the
+  // whole batch fails.
+  Status committed = InWriteTransaction(db_.get(), [&]() -> Status {
+    for (const Task& t : tasks) {
+      out.push_back(InsertTaskLocked(t));
+      if (!out.back().ok() && sqlite3_get_autocommit(db_.get())) return out.back().error();
     }
-    return TaskAsInserted(db_.get(), t);
+    return Status::Ok();
   });
+  if (!committed.ok()) out.assign(tasks.size(), Result<Task>(committed.error()));
+  return out;
 }
 
 Result<Task> SqliteStore::GetTask(int64_t id) {

@@ -102,12 +102,16 @@ class SqliteStore final : public Store {
                                                 std::optional<std::string> machine_id) override;
   Status UpdateContainer(const Container& c) override;
   Status DeleteContainer(int64_t id) override;
-  Result<Task> CreateTask(const Task& task) override;
+  std::vector<Result<Task>> CreateTasks(const std::vector<Task>& tasks) override;
   Result<Task> GetTask(int64_t id) override;
   Status UpdateTask(const Task& t) override;
   Result<std::vector<Task>> ListTasks(const TaskFilter& filter) override;
 
  private:
+  // Checks the task's machine and user and inserts it; needs mu_ and an open
+  // write transaction.
+  Result<Task> InsertTaskLocked(const Task& t);
+
   std::mutex mu_;
   DbPtr db_;          // declared before stmts_: statements are finalized first
   Statements stmts_;  // guarded by mu_

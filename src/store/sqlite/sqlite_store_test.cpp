@@ -888,6 +888,49 @@ TEST_F(TaskStoreTest, MissingIsNotFound) {
   EXPECT_THAT(store_->GetTask(t.id + 1), FailsWith(ErrorCode::kNotFound, "Task not found"));
 }
 
+TEST_F(TaskStoreTest, CreateTasksStoresABatchAndRefusesOnlyTheBadOnes) {
+  Task a = MakeTask(alice_, "node-01");
+  Task ghost = MakeTask(alice_, "node-01");
+  ghost.machine_id = "node-99";
+  Task b = MakeTask(bob_, "node-02");
+  b.command = "second";
+  std::vector<Result<Task>> out = store_->CreateTasks({a, ghost, b});
+  ASSERT_EQ(out.size(), 3u);
+  ASSERT_TRUE(out[0].ok()) << out[0].error().message;
+  EXPECT_THAT(out[1], FailsWith(ErrorCode::kNotFound, "Machine not found"));
+  ASSERT_TRUE(out[2].ok()) << out[2].error().message;
+  EXPECT_GT(out[2]->id, out[0]->id);
+  EXPECT_EQ(out[2]->command, "second");
+  EXPECT_TRUE(store_->CreateTasks({}).empty());
+  // Durable: both are there after a reopen, and nothing else.
+  Reopen();
+  EXPECT_THAT(ListTasks({}), ElementsAre(*out[2], *out[0]));
+}
+
+TEST_F(TaskStoreTest, CreateTasksStoresNothingWhenTheTransactionFails) {
+  {
+    // A statement that ends the whole transaction, as an I/O error would.
+    RawDb raw(db_path_);
+    ASSERT_EQ(sqlite3_exec(raw.get(),
+                           "CREATE TRIGGER boom BEFORE INSERT ON tasks WHEN NEW.command = 'boom' "
+                           "BEGIN SELECT RAISE(ROLLBACK, 'boom'); END",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+  }
+  Reopen();
+  Task bad = MakeTask(bob_, "node-01");
+  bad.command = "boom";
+  std::vector<Result<Task>> out =
+      store_->CreateTasks({MakeTask(alice_, "node-01"), bad, MakeTask(alice_, "node-02")});
+  ASSERT_EQ(out.size(), 3u);
+  for (const auto& r : out) {
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, ErrorCode::kInternal);
+  }
+  EXPECT_THAT(ListTasks({}), IsEmpty());
+  CreateTask(MakeTask(alice_, "node-01"));  // no transaction was left open
+}
+
 TEST_F(TaskStoreTest, MalformedGpusAreInternal) {
   const Task t = CreateTask(MakeTask(alice_, "node-01"));
   RawDb raw(db_path_);
