@@ -13,9 +13,10 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
-#include <charconv>
 #include <nlohmann/json.hpp>
 #include <random>
+
+#include "client/connect.hpp"
 
 namespace gpuhub::agent {
 namespace net = boost::asio;
@@ -108,47 +109,7 @@ bool AgentLink::Send(std::string_view type, json data) {
 }
 
 Result<ServerUrl> ParseServerUrl(std::string_view url) {
-  ServerUrl u;
-  if (url.starts_with("ws://")) {
-    url.remove_prefix(5);
-  } else if (url.starts_with("wss://")) {
-    url.remove_prefix(6);
-    u.tls = true;
-  } else {
-    return InvalidArgument("server URL must start with ws:// or wss://, got \"" + std::string(url) +
-                           "\"");
-  }
-  size_t slash = url.find('/');
-  std::string_view authority = url.substr(0, slash);
-  u.path = slash == std::string_view::npos ? "" : std::string(url.substr(slash));
-  if (u.path.empty() || u.path == "/") u.path = "/ws/agent";
-  std::string_view port;
-  if (authority.starts_with('[')) {  // [v6]:port
-    size_t close = authority.find(']');
-    if (close == std::string_view::npos) return InvalidArgument("server URL: unclosed [ in host");
-    u.host = std::string(authority.substr(1, close - 1));
-    if (close + 1 < authority.size()) {
-      if (authority[close + 1] != ':') return InvalidArgument("server URL: bad port");
-      port = authority.substr(close + 2);
-    }
-  } else {
-    size_t colon = authority.rfind(':');
-    u.host = std::string(authority.substr(0, colon));
-    if (colon != std::string_view::npos) {
-      port = authority.substr(colon + 1);
-      if (port.empty()) return InvalidArgument("server URL has an empty port");
-    }
-  }
-  if (u.host.empty()) return InvalidArgument("server URL has no host");
-  unsigned value = 0;
-  if (!port.empty()) {
-    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535) {
-      return InvalidArgument("server URL has a bad port \"" + std::string(port) + "\"");
-    }
-  }
-  u.port = port.empty() ? (u.tls ? "443" : "80") : std::string(port);
-  return u;
+  return client::ParseUrl(url, {"ws", "wss"}, "/ws/agent");
 }
 
 std::chrono::milliseconds Backoff(int attempt, std::chrono::milliseconds initial,
@@ -181,29 +142,17 @@ net::awaitable<void> AgentLink::Run() {
   while (!stopping_) {
     Status status;
     try {
-      tcp::resolver resolver(ioc_);
-      beast::error_code ec;
-      auto endpoints = co_await resolver.async_resolve(s.host, s.port, Redirect(ec));
       beast::tcp_stream stream(ioc_);
-      if (!ec) {
-        stream.expires_after(kConnectTimeout);
-        co_await stream.async_connect(endpoints, Redirect(ec));
-      }
+      beast::error_code ec = co_await client::AsyncConnect(stream, s, kConnectTimeout);
       if (ec) {
         status = LinkError("cannot connect to " + s.host + ":" + s.port, ec);
       } else if (!s.tls) {
         websocket::stream<beast::tcp_stream> ws(std::move(stream));
         status = co_await Converse(ws);
       } else {
-        net::ssl::context tls(net::ssl::context::tls_client);
-        tls.set_default_verify_paths();
-        tls.set_verify_mode(net::ssl::verify_peer);
-        websocket::stream<beast::ssl_stream<beast::tcp_stream>> ws(std::move(stream), tls);
-        // SNI (SSL_set_tlsext_host_name is a macro with a C cast).
-        SSL_ctrl(ws.next_layer().native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME,
-                 TLSEXT_NAMETYPE_host_name, const_cast<char*>(s.host.c_str()));
-        ws.next_layer().set_verify_callback(net::ssl::host_name_verification(s.host));
-        co_await ws.next_layer().async_handshake(net::ssl::stream_base::client, Redirect(ec));
+        net::ssl::context tls = client::MakeTlsContext();
+        websocket::stream<client::TlsStream> ws(std::move(stream), tls);
+        ec = co_await client::AsyncTlsHandshake(ws.next_layer(), s.host);
         if (ec) {
           status = LinkError("TLS handshake with " + s.host, ec);
         } else {
@@ -231,7 +180,7 @@ net::awaitable<Status> AgentLink::Converse(Ws& ws) {
   const auto& s = options_.server;
   beast::error_code ec;
   beast::get_lowest_layer(ws).expires_after(kConnectTimeout);
-  co_await ws.async_handshake(s.host + ":" + s.port, s.path, Redirect(ec));
+  co_await ws.async_handshake(client::HostPort(s), s.path, Redirect(ec));
   if (ec) co_return LinkError("WebSocket handshake with " + s.host + s.path, ec);
   close_current_ = [&ws] { beast::get_lowest_layer(ws).close(); };
 

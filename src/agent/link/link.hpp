@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "client/url.hpp"
 #include "common/result.hpp"
 #include "proto/inventory.hpp"
 
@@ -35,12 +36,8 @@ namespace gpuhub::agent {
 // The agent protocol version this agent speaks.
 inline constexpr int kProtocolVersion = 1;
 
-struct ServerUrl {
-  bool tls = false;
-  std::string host;
-  std::string port;
-  std::string path;  // "/ws/agent" unless the URL names another
-};
+// The server's URL; path is "/ws/agent" unless the URL names another.
+using ServerUrl = client::Url;
 
 // Parses "ws://HOST:PORT[/PATH]" or "wss://HOST[:PORT][/PATH]".
 Result<ServerUrl> ParseServerUrl(std::string_view url);
