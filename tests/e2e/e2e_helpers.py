@@ -610,6 +610,11 @@ GPUHUB_AGENT_BIN = Path(os.environ.get("GPUHUB_AGENT_BIN", str(DEFAULT_AGENT_BIN
 if not GPUHUB_AGENT_BIN.is_absolute():
     GPUHUB_AGENT_BIN = (REPO_ROOT / GPUHUB_AGENT_BIN).resolve()
 
+DEFAULT_CLI_BIN = REPO_ROOT / "build" / "debug" / "apps" / "gpuhub" / "gpuhub"
+GPUHUB_CLI_BIN = Path(os.environ.get("GPUHUB_CLI_BIN", str(DEFAULT_CLI_BIN)))
+if not GPUHUB_CLI_BIN.is_absolute():
+    GPUHUB_CLI_BIN = (REPO_ROOT / GPUHUB_CLI_BIN).resolve()
+
 MACHINE_KEYS = {"id", "ip", "online", "last_seen", "gpu", "cpu", "memory", "disk"}
 GPU_KEYS = {"index", "uuid", "name", "memory_total", "memory_used", "utilization",
             "temperature", "task_id", "account"}
