@@ -134,9 +134,17 @@ boost::asio::awaitable<Response> Router::Dispatch(const Request& request) const 
 boost::asio::awaitable<Response> Router::Dispatch(const Request& request, Match match) const {
   auto [path, query] = SplitTarget(Sv(request.target()));
   const Route* route = match.route_;
-  if (!route) co_return MessageResponse(Status::not_found, "Not found");
-  auto it = route->handlers.find(request.method());
-  if (it == route->handlers.end()) {
+  const Handler* handler = nullptr;
+  if (route) {
+    auto it = route->handlers.find(request.method());
+    if (it != route->handlers.end()) handler = &it->second;
+  } else if (fallback_ && !path.starts_with("/api/") && path != "/api" && path != "/ws" &&
+             !path.starts_with("/ws/")) {
+    handler = &fallback_;
+  } else {
+    co_return MessageResponse(Status::not_found, "Not found");
+  }
+  if (!handler) {
     std::string allow;
     for (const auto& [verb, h] : route->handlers) {
       if (!allow.empty()) allow += ", ";
@@ -149,7 +157,7 @@ boost::asio::awaitable<Response> Router::Dispatch(const Request& request, Match 
   Context ctx{request, std::move(match.params_), query};
   std::optional<std::chrono::seconds> overloaded;
   try {
-    co_return co_await it->second(ctx);
+    co_return co_await (*handler)(ctx);
   } catch (const Overloaded& e) {
     overloaded = e.retry_after();
   } catch (const std::exception& e) {

@@ -50,6 +50,10 @@ class Router {
   // server's default request body limit for this route (0: the default).
   void Add(bhttp::verb method, std::string_view pattern, Handler handler, size_t body_limit = 0);
 
+  // Answers requests whose path no route matches (the web UI's files),
+  // instead of 404 Not found. Not consulted for paths under /api/ and /ws.
+  void SetFallback(Handler handler) { fallback_ = std::move(handler); }
+
   // Matches a request target (path and query) against the routes.
   Match Find(std::string_view target) const;
 
@@ -76,6 +80,7 @@ class Router {
   };
 
   std::vector<Route> routes_;
+  Handler fallback_;
 };
 
 // Splits a target into path and query at the first '?'.

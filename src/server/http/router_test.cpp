@@ -106,5 +106,21 @@ TEST(PercentDecode, RejectsBrokenEscapes) {
   EXPECT_FALSE(PercentDecode("%g0").has_value());
 }
 
+TEST(Router, FallbackAnswersUnknownPathsOutsideApiAndWs) {
+  Router r = MakeRouter();
+  r.SetFallback([](Context& ctx) -> awaitable<Response> {
+    co_return MessageResponse(Status::ok, "static " + std::string(Sv(ctx.request.target())));
+  });
+  Response page = Dispatch(r, bhttp::verb::get, "/app.js");
+  EXPECT_EQ(page.result(), Status::ok);
+  EXPECT_NE(page.body().find("static /app.js"), std::string::npos);
+  EXPECT_EQ(Dispatch(r, bhttp::verb::head, "/").result(), Status::ok);
+  EXPECT_EQ(Dispatch(r, bhttp::verb::get, "/api/nothing").result(), Status::not_found);
+  EXPECT_EQ(Dispatch(r, bhttp::verb::get, "/ws").result(), Status::not_found);
+  EXPECT_EQ(Dispatch(r, bhttp::verb::get, "/ws/agent").result(), Status::not_found);
+  // Routes keep priority over the fallback.
+  EXPECT_EQ(Dispatch(r, bhttp::verb::post, "/api/users/x/photo").result(), Status::created);
+}
+
 }  // namespace
 }  // namespace gpuhub::http

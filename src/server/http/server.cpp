@@ -138,7 +138,9 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
       }
       Response response = co_await shared_->router.Dispatch(request, std::move(match));
       bool keep_alive = request.keep_alive() && !stop_requested_;
-      if (!co_await Write(std::move(response), request.version(), keep_alive) || !keep_alive) {
+      bool head = request.method() == bhttp::verb::head;
+      if (!co_await Write(std::move(response), request.version(), keep_alive, head) ||
+          !keep_alive) {
         break;
       }
       busy_ = false;
@@ -148,11 +150,19 @@ class HttpServer::Connection : public std::enable_shared_from_this<Connection> {
   }
 
  private:
-  net::awaitable<bool> Write(Response response, unsigned version, bool keep_alive) {
+  // `head`: the answer to HEAD, the GET answer's headers (Content-Length
+  // included) without the body.
+  net::awaitable<bool> Write(Response response, unsigned version, bool keep_alive,
+                             bool head = false) {
     Count(shared_->stats, response.result());
     response.version(version);
     response.keep_alive(keep_alive);
     response.prepare_payload();
+    if (head) {
+      auto length = response.body().view().size();
+      response.body() = std::string();
+      if (response.result() != Status::not_modified) response.content_length(length);
+    }
     // Write what the socket takes at once (usually all of it) without a
     // round through the reactor; wait for the rest. The socket is in
     // non-blocking mode, so the synchronous write never blocks.
