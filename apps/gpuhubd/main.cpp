@@ -24,6 +24,7 @@
 #include "server/http/server.hpp"
 #include "server/machines/registry.hpp"
 #include "server/tasks/service.hpp"
+#include "server/web/static_files.hpp"
 #include "server/ws/hub.hpp"
 #include "store/store.hpp"
 
@@ -173,6 +174,12 @@ int main(int argc, char** argv) {
   api::AddContainerRoutes(router, deps);
   api::AddTaskRoutes(router, deps);
   api::AddSystemRoutes(router, deps);
+  // The web UI: every other path is a file under web_root (small files, read
+  // on the I/O thread).
+  web::StaticFiles web_files(config.web_root);
+  router.SetFallback([&web_files](http::Context& ctx) -> boost::asio::awaitable<http::Response> {
+    co_return web_files.Serve(ctx.request);
+  });
 
   http::HttpServer server(ioc, router,
                           {.body_bytes = config.body_bytes,
