@@ -43,8 +43,23 @@ export async function shot(page, name) {
   await page.screenshot({ path: join(OUT, `${name}.png`), fullPage: true });
 }
 
+// Opens the UI. Chromium aborts loads with ERR_NETWORK_CHANGED when a network
+// interface appears (Podman creating a container's network on this host), so
+// a load that did not bring the sign-in form up is tried again.
+export async function open(page) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await page.goto(`${BASE}/`);
+      await page.getByLabel('Account').waitFor({ timeout: 5000 });
+      return;
+    } catch (e) {
+      if (attempt === 3) throw e;
+    }
+  }
+}
+
 export async function signIn(page, account, password) {
-  await page.goto(`${BASE}/`);
+  await open(page);
   await page.getByLabel('Account').fill(account);
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Sign in' }).click();

@@ -1,11 +1,11 @@
 // The browser scenarios; run one with `node scenarios.mjs <name>` and the
 // environment tests/e2e/test_web_ui.py sets (GPUHUB_URL, GPUHUB_SCENARIO, GPUHUB_SHOT_DIR).
-import { BASE, CTX, run, signIn, api, check, shot } from './lib.mjs';
+import { CTX, run, open, signIn, api, check, shot } from './lib.mjs';
 
 const scenarios = {
   // Sign in, stay signed in across a reload, sign out; a wrong password is shown in words.
   async signin(page) {
-    await page.goto(`${BASE}/`);
+    await open(page);
     await page.getByLabel('Account').fill(CTX.alice.account);
     await page.getByLabel('Password').fill('wrong-password');
     await page.getByRole('button', { name: 'Sign in' }).click();
