@@ -22,6 +22,11 @@ TEST(Table, AlignsAndFitsWidth) {
   EXPECT_EQ(t.Render(0, false), "ID  NAME\n1   short\n22  a much longer name\n");
   std::string fitted = t.Render(12, false);
   EXPECT_EQ(fitted, "ID  NAME\n1   short\n22  a much …\n");
+  // The widest column is cut first; none goes below 8 characters.
+  Table u({"MACHINE", "DETAILS"});
+  u.Add({{"node-0001"}, {"0: 37% 1.0/40.0 alice#12  1: 0% 0.0/40.0 free"}});
+  EXPECT_EQ(u.Render(30, false), "MACHINE    DETAILS\nnode-0001  0: 37% 1.0/40.0 alic…\n");
+  EXPECT_EQ(u.Render(5, false), "MACHINE   DETAILS\nnode-00…  0: 37% …\n");
   for (std::stringstream s(fitted); !s.eof();) {
     std::string line;
     std::getline(s, line);

@@ -99,6 +99,13 @@ class Cli {
   void Print(const Table& t) { io_.out << t.Render(io_.width, io_.color); }
 
   Result<Api> Connect();
+  // Connects and makes one call.
+  Result<json> Call(Verb method, const std::string& target, const json& body = nullptr);
+  // `rows` as JSON with --json, else as a table with `head` and a row per item.
+  using RowFn = std::function<std::vector<Cell>(const json&)>;
+  Status List(const Result<json>& rows, std::vector<std::string> head, const RowFn& row);
+  // Connects, makes one call, and prints `done` unless it failed.
+  Status Do(Verb method, const std::string& target, const std::string& done);
   Result<std::string> Password(const std::string& prompt, bool confirm);
   Result<std::string> StdinLine();
   Result<json> FindTask(Api& api, int64_t id);
@@ -162,6 +169,31 @@ Result<Api> Cli::Connect() {
     return Error{ErrorCode::kUnauthenticated, "Not logged in; run `gpuhub login`"};
   }
   return Api(*url, config->token);
+}
+
+Result<json> Cli::Call(Verb method, const std::string& target, const json& body) {
+  auto api = Connect();
+  if (!api.ok()) return api.error();
+  return api->Call(method, target, body);
+}
+
+Status Cli::List(const Result<json>& rows, std::vector<std::string> head, const RowFn& row) {
+  if (!rows.ok()) return rows.error();
+  if (json_) {
+    Print(*rows);
+    return Status::Ok();
+  }
+  Table t(std::move(head));
+  for (const auto& item : *rows) t.Add(row(item));
+  Print(t);
+  return Status::Ok();
+}
+
+Status Cli::Do(Verb method, const std::string& target, const std::string& done) {
+  auto res = Call(method, target);
+  if (!res.ok()) return res.error();
+  io_.out << done << "\n";
+  return Status::Ok();
 }
 
 Result<std::string> Cli::StdinLine() {
@@ -346,23 +378,14 @@ Status Cli::Machines() {
 }
 
 Status Cli::Images() {
-  auto api = Connect();
-  if (!api.ok()) return api.error();
-  auto images = api->Get("/api/images");
-  if (!images.ok()) return images.error();
-  if (json_) {
-    Print(*images);
-    return Status::Ok();
-  }
-  Table t({"ID", "NAME", "IMAGE", "DESCRIPTION"});
-  for (const auto& i : *images) {
-    t.Add({{Str(i, "id")}, {Str(i, "name")}, {Str(i, "image")}, {Str(i, "description")}});
-  }
-  Print(t);
-  return Status::Ok();
+  return List(
+      Call(Verb::get, "/api/images"), {"ID", "NAME", "IMAGE", "DESCRIPTION"},
+      [](const json& i) -> std::vector<Cell> {
+        return {{Str(i, "id")}, {Str(i, "name")}, {Str(i, "image")}, {Str(i, "description")}};
+      });
 }
 
-void ContainerRow(Table& t, const json& c) {
+std::vector<Cell> ContainerRow(const json& c) {
   std::string ports;
   for (const auto& p : c.value("ports", json::array())) {
     ports += (ports.empty() ? "" : ",") + Str(p, "container") + "->" + Str(p, "host");
@@ -376,21 +399,12 @@ void ContainerRow(Table& t, const json& c) {
          {ports}});
 }
 
-Table ContainerTable() { return Table({"ID", "NAME", "MACHINE", "IMAGE", "STATUS", "PORTS"}); }
+const std::vector<std::string> kContainerHead = {"ID",    "NAME",   "MACHINE",
+                                                 "IMAGE", "STATUS", "PORTS"};
 
 Status Cli::Containers() {
-  auto api = Connect();
-  if (!api.ok()) return api.error();
-  auto list = api->Get(all_ ? "/api/containers?all=1" : "/api/containers");
-  if (!list.ok()) return list.error();
-  if (json_) {
-    Print(*list);
-    return Status::Ok();
-  }
-  Table t = ContainerTable();
-  for (const auto& c : *list) ContainerRow(t, c);
-  Print(t);
-  return Status::Ok();
+  return List(Call(Verb::get, all_ ? "/api/containers?all=1" : "/api/containers"), kContainerHead,
+              ContainerRow);
 }
 
 Status Cli::ContainerCreate() {
@@ -427,8 +441,8 @@ Status Cli::ContainerCreate() {
     Print(*c);
     return Status::Ok();
   }
-  Table t = ContainerTable();
-  ContainerRow(t, *c);
+  Table t(kContainerHead);
+  t.Add(ContainerRow(*c));
   Print(t);
   return Status::Ok();
 }
@@ -627,25 +641,12 @@ Status Cli::Log() {
 // ---- admin -------------------------------------------------------------------
 
 Status Cli::AdminUsers() {
-  auto api = Connect();
-  if (!api.ok()) return api.error();
-  auto users = api->Get("/api/admin/users");
-  if (!users.ok()) return users.error();
-  if (json_) {
-    Print(*users);
-    return Status::Ok();
-  }
-  Table t({"ID", "ACCOUNT", "ROLE", "NICKNAME", "EMAIL", "PHONE"});
-  for (const auto& u : *users) {
-    t.Add({{Str(u, "id")},
-           {Str(u, "account")},
-           {Str(u, "role")},
-           {Str(u, "nickname")},
-           {Str(u, "email")},
-           {Str(u, "phone")}});
-  }
-  Print(t);
-  return Status::Ok();
+  return List(Call(Verb::get, "/api/admin/users"),
+              {"ID", "ACCOUNT", "ROLE", "NICKNAME", "EMAIL", "PHONE"},
+              [](const json& u) -> std::vector<Cell> {
+                return {{Str(u, "id")},       {Str(u, "account")}, {Str(u, "role")},
+                        {Str(u, "nickname")}, {Str(u, "email")},   {Str(u, "phone")}};
+              });
 }
 
 Status Cli::AdminAddUser() {
@@ -662,29 +663,16 @@ Status Cli::AdminAddUser() {
 }
 
 Status Cli::AdminRmUser() {
-  auto api = Connect();
-  if (!api.ok()) return api.error();
-  auto res = api->Delete("/api/admin/users/" + PathSegment(account_));
-  if (!res.ok()) return res.error();
-  io_.out << "User " << account_ << " deleted\n";
-  return Status::Ok();
+  return Do(Verb::delete_, "/api/admin/users/" + PathSegment(account_),
+            "User " + account_ + " deleted");
 }
 
 Status Cli::AdminMachines() {
-  auto api = Connect();
-  if (!api.ok()) return api.error();
-  auto machines = api->Get("/api/admin/machines");
-  if (!machines.ok()) return machines.error();
-  if (json_) {
-    Print(*machines);
-    return Status::Ok();
-  }
-  Table t({"ID", "IP", "CREATED", "LAST SEEN"});
-  for (const auto& m : *machines) {
-    t.Add({{Str(m, "id")}, {Str(m, "ip")}, {When(m["created_at"])}, {When(m["last_seen"])}});
-  }
-  Print(t);
-  return Status::Ok();
+  return List(
+      Call(Verb::get, "/api/admin/machines"), {"ID", "IP", "CREATED", "LAST SEEN"},
+      [](const json& m) -> std::vector<Cell> {
+        return {{Str(m, "id")}, {Str(m, "ip")}, {When(m["created_at"])}, {When(m["last_seen"])}};
+      });
 }
 
 Status Cli::AdminAddMachine() {
@@ -705,12 +693,8 @@ Status Cli::AdminAddMachine() {
 }
 
 Status Cli::AdminRmMachine() {
-  auto api = Connect();
-  if (!api.ok()) return api.error();
-  auto res = api->Delete("/api/admin/machines/" + PathSegment(id_));
-  if (!res.ok()) return res.error();
-  io_.out << "Machine " << id_ << " removed\n";
-  return Status::Ok();
+  return Do(Verb::delete_, "/api/admin/machines/" + PathSegment(id_),
+            "Machine " + id_ + " removed");
 }
 
 Status Cli::AdminAddImage() {
@@ -731,12 +715,7 @@ Status Cli::AdminAddImage() {
 Status Cli::AdminRmImage() {
   auto id = ParseId("ID", id_);
   if (!id.ok()) return id.error();
-  auto api = Connect();
-  if (!api.ok()) return api.error();
-  auto res = api->Delete("/api/admin/images/" + std::to_string(*id));
-  if (!res.ok()) return res.error();
-  io_.out << "Image " << *id << " removed\n";
-  return Status::Ok();
+  return Do(Verb::delete_, "/api/admin/images/" + std::to_string(*id), "Image " + id_ + " removed");
 }
 
 // ---- wiring --------------------------------------------------------------------

@@ -4,6 +4,10 @@
 
 namespace gpuhub::cli {
 
+namespace {
+constexpr size_t kMinWidth = 8;
+}  // namespace
+
 size_t DisplayWidth(std::string_view text) {
   return static_cast<size_t>(std::count_if(text.begin(), text.end(), [](char c) {
     return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
@@ -41,12 +45,15 @@ std::string Table::Render(size_t width, bool color) const {
     for (size_t x : w) t += x;
     return t;
   };
+  // Cut the widest column first, none below kMinWidth (or its natural width).
+  std::vector<size_t> floor(n);
+  for (size_t i = 0; i < n; ++i) floor[i] = std::min(w[i], kMinWidth);
   while (width > 0 && total() > width) {
     size_t widest = 0;
     for (size_t i = 1; i < n; ++i) {
-      if (w[i] - DisplayWidth(headers_[i]) > w[widest] - DisplayWidth(headers_[widest])) widest = i;
+      if (w[i] - floor[i] > 0 && (w[widest] == floor[widest] || w[i] > w[widest])) widest = i;
     }
-    if (w[widest] <= DisplayWidth(headers_[widest])) break;
+    if (w[widest] <= floor[widest]) break;
     --w[widest];
   }
   std::string out;

@@ -21,8 +21,9 @@ class Table {
   bool empty() const { return rows_.empty(); }
 
   // Columns separated by two spaces, each as wide as its widest cell. When
-  // the whole is wider than `width` (0: no limit), the widest columns are cut
-  // (ending in "…") until it fits or every column is down to its header.
+  // the whole is wider than `width` (0: no limit), the widest column is cut
+  // (cells and header ending in "…") one character at a time until it fits
+  // or every column is down to 8 characters.
   // Colour codes are emitted only when `color`.
   std::string Render(size_t width, bool color) const;
 

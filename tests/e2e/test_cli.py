@@ -5,12 +5,16 @@ real ~/.config); the binary comes from GPUHUB_CLI_BIN."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import random
 import re
 import stat
+import struct
 import subprocess
+import termios
 import time
 from pathlib import Path
 
@@ -98,7 +102,7 @@ class Cluster:
         self.admin = Cli(tmp / "admin")
         self.admin.login(self.srv.base_url, "admin", ADMIN_PASSWORD)
         self.account = unique("alice")
-        self.srv.create_user(self.account)
+        assert self.srv.register(self.account, token=self.admin_token).status_code == 200
         self.alice = Cli(tmp / "alice")
         self.alice.login(self.srv.base_url, self.account, USER_PASSWORD)
         self.alice.ok("containers", "create", self.machine, "busybox", "--name", "dev", "-p", "22")
@@ -149,7 +153,7 @@ def test_environment_overrides_the_file(lab, tmp_path):
 
 def test_passwd_and_profile(lab, tmp_path):
     account = unique("carol")
-    lab.srv.create_user(account)
+    assert lab.srv.register(account, token=lab.admin_token).status_code == 200
     carol = Cli(tmp_path / "carol")
     carol.login(lab.srv.base_url, account, USER_PASSWORD)
     carol.fails(1, "passwd", "--password-stdin", input="wrong-password\nnew-password-2\n",
@@ -182,9 +186,11 @@ def test_machines_both_modes(lab):
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["MACHINE", "STATE", "GPUS"]
     row = next(line for line in lines if line.startswith(lab.machine))
-    assert re.search(r"\bonline\b", row) and " 4/4 " in row or "4/4" in row
-    assert "0: " in row and "/2.0 free" in row and "\033" not in out
-    assert lab.alice.ok("nodes") == out or lab.alice.ok("nodes").splitlines()[0] == lines[0]
+    assert re.match(rf"^{lab.machine}\s+online\s+\d/4\s+0: \d+% ", row), row
+    assert len(re.findall(r"\d: \d+% \d+\.\d/2\.0 (free|\S+#\d+)", row)) == 4, row
+    assert "\033" not in out
+    nodes = lab.alice.ok("nodes")
+    assert nodes.splitlines()[0] == lines[0] and lab.machine in nodes
     verbose = lab.alice.ok("machines", "-v")
     assert "CPU" in verbose.splitlines()[0] and "DISK GiB" in verbose.splitlines()[0]
     data = lab.alice.json("machines")
@@ -192,10 +198,39 @@ def test_machines_both_modes(lab):
     assert m["online"] is True and len(m["gpu"]) == 4
 
 
-def test_tables_fit_the_terminal_width(lab):
-    # Not a terminal: no colour, no fitting; COLUMNS is not consulted.
-    wide = lab.alice.ok("images")
-    assert "\033" not in wide
+def on_terminal(cli: Cli, args: list, columns: int, env: dict | None = None) -> tuple[int, str]:
+    """Runs gpuhub with stdout on a pseudo-terminal `columns` wide."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    e = dict(cli.env)
+    e.update(env or {})
+    p = subprocess.Popen([str(GPUHUB_CLI_BIN), *args], stdout=slave, stderr=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL, env=e)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return p.wait(timeout=30), b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def test_tables_fit_the_terminal_width_and_colour(lab):
+    piped = lab.alice.ok("machines")
+    assert "\033" not in piped and max(len(line) for line in piped.splitlines()) > 60
+    code, out = on_terminal(lab.alice, ["machines"], 60, env={"NO_COLOR": ""})
+    assert code == 0
+    assert "\033[32monline\033[0m" in out, out
+    plain = re.sub(r"\033\[[0-9;]*m", "", out)
+    assert all(len(line) <= 60 for line in plain.splitlines()), plain
+    assert "…" in plain and lab.machine in plain
+    code, out = on_terminal(lab.alice, ["machines"], 60, env={"NO_COLOR": "1"})
+    assert code == 0 and "\033" not in out and lab.machine in out
 
 
 def test_images_both_modes(lab):
@@ -265,7 +300,7 @@ def test_run_queue_cancel(lab):
     assert task not in [t["taskId"] for t in lab.admin.json("queue")]
     # Another user may not cancel it; its owner may.
     other = unique("dave")
-    lab.srv.create_user(other)
+    assert lab.srv.register(other, token=lab.admin_token).status_code == 200
     dave = Cli(lab.tmp / "dave")
     dave.login(lab.srv.base_url, other, USER_PASSWORD)
     dave.fails(1, "cancel", str(task), contains="Permission denied")
