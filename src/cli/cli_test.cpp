@@ -25,7 +25,7 @@ TEST(Table, AlignsAndFitsWidth) {
   // The widest column is cut first; none goes below 8 characters.
   Table u({"MACHINE", "DETAILS"});
   u.Add({{"node-0001"}, {"0: 37% 1.0/40.0 alice#12  1: 0% 0.0/40.0 free"}});
-  EXPECT_EQ(u.Render(30, false), "MACHINE    DETAILS\nnode-0001  0: 37% 1.0/40.0 alic…\n");
+  EXPECT_EQ(u.Render(30, false), "MACHINE    DETAILS\nnode-0001  0: 37% 1.0/40.0 al…\n");
   EXPECT_EQ(u.Render(5, false), "MACHINE   DETAILS\nnode-00…  0: 37% …\n");
   for (std::stringstream s(fitted); !s.eof();) {
     std::string line;

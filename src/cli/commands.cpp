@@ -391,12 +391,12 @@ std::vector<Cell> ContainerRow(const json& c) {
     ports += (ports.empty() ? "" : ",") + Str(p, "container") + "->" + Str(p, "host");
   }
   std::string status = Str(c, "status");
-  t.Add({{Str(c, "id")},
-         {Str(c, "name")},
-         {Str(c, "machine_id")},
-         {Str(c, "image")},
-         {status, StateColor(status)},
-         {ports}});
+  return {{Str(c, "id")},
+          {Str(c, "name")},
+          {Str(c, "machine_id")},
+          {Str(c, "image")},
+          {status, StateColor(status)},
+          {ports}};
 }
 
 const std::vector<std::string> kContainerHead = {"ID",    "NAME",   "MACHINE",
