@@ -161,6 +161,7 @@ int main(int argc, char** argv) {
           });
   (*registry)->SetListener(
       [&hub](const std::string& id, bool online) { hub.BroadcastMachine(id, online); });
+  (*registry)->SetChangeListener([&hub](const std::string& id) { hub.BroadcastMachineInfo(id); });
   net::io_context ioc(config.io_threads);
   net::thread_pool workers(static_cast<size_t>(config.worker_threads));
   http::Router router;

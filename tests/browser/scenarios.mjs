@@ -23,10 +23,11 @@ const scenarios = {
     await page.getByRole('heading', { name: 'Sign in to gpuhub' }).waitFor();
   },
 
-  // The machine card shows its GPUs; a lease started from another session
-  // shows its holder on the card without a reload.
+  // The machine card shows its GPUs; a lease another user starts shows its
+  // holder on the card without a reload, and the GPU shows free again when
+  // it is cancelled.
   async cluster(page) {
-    await signIn(page, CTX.alice.account, CTX.alice.password);
+    await signIn(page, CTX.bob.account, CTX.bob.password);
     const card = page.locator(`article[data-machine="${CTX.machine}"]`);
     await card.locator('.badge', { hasText: 'online' }).waitFor();
     check(await card.locator('li.gpu').count() === 4, 'four GPUs on the card');
@@ -41,6 +42,7 @@ const scenarios = {
     await card.locator('li.gpu[data-gpu="3"] .holder', { hasText: CTX.alice.account }).waitFor({ timeout: 10000 });
     await shot(page, 'cluster-holder');
     await api('POST', '/api/task/cancel', CTX.alice.token2, { task_id: task.taskId, machine_id: CTX.machine });
+    await card.locator('li.gpu[data-gpu="3"] .holder', { hasText: CTX.alice.account }).waitFor({ state: 'detached', timeout: 15000 });
   },
 
   // Create a container from the catalog with port 22; the ssh line appears.

@@ -217,6 +217,37 @@ def test_task_events_reach_the_owners_websocket(lab):
         ws.close()
 
 
+def test_subscribed_browsers_see_another_users_lease_take_and_free_a_gpu(lab):
+    ws = ws_connect(lab.srv)
+    try:
+        ws_send(ws, "auth", {"token": lab.bob[2]})
+        ws_recv(ws)
+        ws_send(ws, "subscribe", {"machines": "yes"})
+        assert ws_recv(ws) == {"type": "error",
+                               "data": {"message": 'subscribe needs {"machines": true|false}'}}
+        ws_send(ws, "subscribe", {"machines": True})
+        assert ws_recv(ws) == {"type": "subscribe", "data": {"machines": True}}
+        r = lab.ok(command="sleep 30", gpus=[2])
+
+        def holder(m, task_id):
+            return (m["type"] == "machine_info" and m["data"]["id"] == lab.machine
+                    and m["data"]["gpu"][2]["task_id"] == task_id)
+        taken = ws_recv_until(ws, lambda m: holder(m, r["taskId"]), timeout=20)
+        assert taken["data"]["gpu"][2]["account"] == lab.alice[0]
+        assert taken["data"]["online"] is True
+        assert set(taken["data"]) == set(machine_info(lab.srv, lab.machine))
+        assert lab.cancel(r["taskId"]).status_code == 200
+        ws_recv_until(ws, lambda m: holder(m, None), timeout=20)
+        # Off again: no more machine_info.
+        ws_send(ws, "subscribe", {"machines": False})
+        ws_recv_until(ws, lambda m: m["type"] == "subscribe", timeout=5)
+        lab.ok(command="true", gpus=[3])
+        with pytest.raises(AssertionError, match="WebSocket message within"):
+            ws_recv_until(ws, lambda m: m["type"] == "machine_info", timeout=2)
+    finally:
+        ws.close()
+
+
 def test_lists_are_newest_first_and_visible_to_everyone(lab):
     a = lab.ok(command="true")
     b = lab.ok(command="true", who=lab.bob)

@@ -1,5 +1,6 @@
 // The browser WebSocket /ws: authenticates with the token, reconnects with
-// backoff, dispatches pushed events (machine, task) and matches container
+// backoff, subscribes to machine_info, dispatches pushed events (machine,
+// machine_info, task) and matches container
 // replies to their requests by request_id.
 
 import { currentToken } from './api.js';
@@ -56,6 +57,8 @@ export function connect() {
     if (msg.type === 'auth' && data.ok) {
       authed = true;
       retryMs = 500;
+      // Every change of a machine (measurements, GPU holders) as machine_info.
+      ws.send(JSON.stringify({ type: 'subscribe', data: { machines: true } }));
       setState('live');
       emit('open', data);
     } else if (msg.type === 'container' && pending.has(data.request_id)) {

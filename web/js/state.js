@@ -81,7 +81,21 @@ export function machineById(id) {
   return state.machines.find((m) => m.id === id);
 }
 
-// Live events: a machine's online state or GPU holders changed, or one of our tasks did.
+// A machine as /api/machines/info shows it, pushed when it changed (its
+// measurements, GPU holders or online state); a new machine means a reload.
+async function putMachine(m) {
+  const i = state.machines.findIndex((x) => x.id === m.id);
+  if (i < 0) return loadMachines();
+  await loadLeaseEnds([m]);
+  const at = state.machines.findIndex((x) => x.id === m.id);
+  if (at < 0) return undefined;
+  state.machines = [...state.machines.slice(0, at), m, ...state.machines.slice(at + 1)];
+  changed('machines');
+  return undefined;
+}
+
+// Live events: a machine changed or went on/offline, or one of our tasks did.
+live.on('machine_info', (m) => putMachine(m).catch(() => {}));
 live.on('machine', () => loadMachines().catch(() => {}));
 live.on('task', () => loadMachines().catch(() => {}));
 live.on('open', () => {

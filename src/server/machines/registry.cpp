@@ -80,9 +80,18 @@ Result<std::unique_ptr<MachineRegistry>> MachineRegistry::Open(
 
 void MachineRegistry::SetListener(OnlineListener listener) { listener_ = std::move(listener); }
 
+void MachineRegistry::SetChangeListener(ChangeListener listener) {
+  change_listener_ = std::move(listener);
+}
+
 void MachineRegistry::Notify(const std::string& id, bool online) {
   spdlog::info("machine {} is {}", id, online ? "online" : "offline");
   if (listener_) listener_(id, online);
+  NotifyChange(id);
+}
+
+void MachineRegistry::NotifyChange(const std::string& id) const {
+  if (change_listener_) change_listener_(id);
 }
 
 void MachineRegistry::PersistSeen(const std::string& id, TimePoint when, const std::string& ip) {
@@ -214,7 +223,7 @@ Result<uint64_t> MachineRegistry::Connect(const std::string& id, const std::stri
 
 Status MachineRegistry::Report(const std::string& id, uint64_t generation,
                                proto::Inventory inventory) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   auto it = machines_.find(id);
   if (it == machines_.end() || it->second.generation != generation) {
     return NotFound("Connection replaced");
@@ -225,13 +234,16 @@ Status MachineRegistry::Report(const std::string& id, uint64_t generation,
   UpdateInfoPartsLocked(s);
   s.last_heartbeat = clock_.Now();
   s.record.last_seen = s.last_heartbeat;
+  s.change_sent = s.last_heartbeat;
   ++version_;
+  lock.unlock();
+  NotifyChange(id);
   return Status::Ok();
 }
 
 Status MachineRegistry::Heartbeat(const std::string& id, uint64_t generation,
                                   const nlohmann::json& diff) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   auto it = machines_.find(id);
   if (it == machines_.end() || it->second.generation != generation) {
     return NotFound("Connection replaced");
@@ -246,6 +258,10 @@ Status MachineRegistry::Heartbeat(const std::string& id, uint64_t generation,
   seen_changed_ = true;  // measurements and last_seen: see InfoJson
   s.last_heartbeat = clock_.Now();
   s.record.last_seen = s.last_heartbeat;
+  if (diff.empty() || s.last_heartbeat - s.change_sent < kChangeInterval) return Status::Ok();
+  s.change_sent = s.last_heartbeat;
+  lock.unlock();
+  NotifyChange(id);
   return Status::Ok();
 }
 
@@ -274,12 +290,28 @@ void MachineRegistry::Sweep() {
 
 void MachineRegistry::SetGpuHolders(const std::string& id,
                                     std::map<int, std::pair<int64_t, std::string>> holders) {
-  std::lock_guard lock(mu_);
-  auto it = machines_.find(id);
-  if (it == machines_.end() || it->second.holders == holders) return;
-  it->second.holders = std::move(holders);
-  UpdateInfoPartsLocked(it->second);
-  ++version_;
+  {
+    std::lock_guard lock(mu_);
+    auto it = machines_.find(id);
+    if (it == machines_.end() || it->second.holders == holders) return;
+    it->second.holders = std::move(holders);
+    UpdateInfoPartsLocked(it->second);
+    ++version_;
+  }
+  NotifyChange(id);
+}
+
+std::optional<std::string> MachineRegistry::MachineJson(const std::string& id) const {
+  InfoRow row;
+  {
+    std::lock_guard lock(mu_);
+    auto it = machines_.find(id);
+    if (it == machines_.end()) return std::nullopt;
+    row = RowOf(id, it->second);
+  }
+  std::string out;
+  AppendRow(out, row);
+  return out;
 }
 
 std::shared_ptr<const std::string> MachineRegistry::InfoJson() const { return Info().json; }
@@ -322,7 +354,7 @@ MachineRegistry::InfoDocument MachineRegistry::Info() const {
     seen_changed_ = false;
     rows.reserve(machines_.size());
     for (const auto& [id, s] : machines_) {
-      rows.push_back(InfoRow{id, s.record.ip, s.record.last_seen, s.online, s.info_parts});
+      rows.push_back(RowOf(id, s));
     }
   }
   InfoDocument doc;
@@ -368,10 +400,36 @@ void MachineRegistry::UpdateInfoPartsLocked(State& s) {
   s.info_parts = std::move(parts);
 }
 
+MachineRegistry::InfoRow MachineRegistry::RowOf(const std::string& id, const State& s) {
+  return InfoRow{id, s.record.ip, s.record.last_seen, s.online, s.info_parts};
+}
+
+// What nlohmann::json would write for the machine's object (keys sorted):
+// {"cpu","disk","gpu"[,"hostname"],"id","ip","last_seen","memory","online"},
+// without building the tree: the inventory parts are serialized already.
+void MachineRegistry::AppendRow(std::string& out, const InfoRow& r) {
+  out += '{';
+  out += r.parts->head;
+  out += R"(,"id":)";
+  http::AppendJsonString(out, r.id);
+  out += R"(,"ip":)";
+  if (r.ip.empty()) {
+    out += "null";
+  } else {
+    http::AppendJsonString(out, r.ip);
+  }
+  out += R"(,"last_seen":)";
+  if (r.last_seen) {
+    http::AppendJsonString(out, FormatIso8601(*r.last_seen));
+  } else {
+    out += "null";
+  }
+  out += ',';
+  out += r.parts->memory;
+  out += r.online ? R"(,"online":true})" : R"(,"online":false})";
+}
+
 std::string MachineRegistry::InfoJsonOf(const std::vector<InfoRow>& rows) {
-  // What nlohmann::json would write for an array of objects (keys sorted):
-  // {"cpu","disk","gpu"[,"hostname"],"id","ip","last_seen","memory","online"},
-  // without building the tree: the inventory parts are serialized already.
   size_t size = 2;
   for (const auto& r : rows) size += r.parts->head.size() + r.parts->memory.size() + 128;
   std::string out;
@@ -379,25 +437,7 @@ std::string MachineRegistry::InfoJsonOf(const std::vector<InfoRow>& rows) {
   out += '[';
   for (const auto& r : rows) {
     if (out.size() > 1) out += ',';
-    out += '{';
-    out += r.parts->head;
-    out += R"(,"id":)";
-    http::AppendJsonString(out, r.id);
-    out += R"(,"ip":)";
-    if (r.ip.empty()) {
-      out += "null";
-    } else {
-      http::AppendJsonString(out, r.ip);
-    }
-    out += R"(,"last_seen":)";
-    if (r.last_seen) {
-      http::AppendJsonString(out, FormatIso8601(*r.last_seen));
-    } else {
-      out += "null";
-    }
-    out += ',';
-    out += r.parts->memory;
-    out += r.online ? R"(,"online":true})" : R"(,"online":false})";
+    AppendRow(out, r);
   }
   out += ']';
   return out;

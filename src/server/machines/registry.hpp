@@ -35,6 +35,9 @@ namespace gpuhub::machines {
 
 // Called with a machine id and its new online state.
 using OnlineListener = std::function<void(const std::string& id, bool online)>;
+// Called with a machine id when what /api/machines/info shows of it may have
+// changed: its inventory or measurements, GPU holders, or online state.
+using ChangeListener = std::function<void(const std::string& id)>;
 
 class MachineRegistry {
  public:
@@ -74,6 +77,13 @@ class MachineRegistry {
 
   // Receives every online/offline change. Set before agents connect.
   void SetListener(OnlineListener listener);
+  // Receives every change of a machine (see ChangeListener), outside the
+  // registry's lock; a heartbeat's measurements at most once per
+  // kChangeInterval per machine. Set before agents connect.
+  static constexpr std::chrono::seconds kChangeInterval{1};
+  void SetChangeListener(ChangeListener listener);
+  // One machine as an element of InfoJson; nullopt if there is no such machine.
+  std::optional<std::string> MachineJson(const std::string& id) const;
 
   // The leases holding the machine's GPUs: index -> (task id, account), shown
   // as task_id/account in InfoJson (at once, not a second late). Unknown
@@ -113,6 +123,7 @@ class MachineRegistry {
     std::optional<proto::Inventory> inventory;
     std::map<int, std::pair<int64_t, std::string>> holders;       // GPU -> (task, account)
     std::shared_ptr<const InfoParts> info_parts = NoInfoParts();  // of inventory and holders
+    TimePoint change_sent{};  // when the change listener last heard of a heartbeat
   };
   MachineRegistry(store::Store& store, const Clock& clock, std::chrono::milliseconds heartbeat);
   // Marks `s` offline; returns what to call once the lock is released.
@@ -131,11 +142,15 @@ class MachineRegistry {
   // Recomputes s.info_parts after its inventory or holders changed; needs mu_.
   static void UpdateInfoPartsLocked(State& s);
   static std::string InfoJsonOf(const std::vector<InfoRow>& rows);
+  static InfoRow RowOf(const std::string& id, const State& s);
+  static void AppendRow(std::string& out, const InfoRow& r);
+  void NotifyChange(const std::string& id) const;
 
   store::Store& store_;
   const Clock& clock_;
   const std::chrono::milliseconds heartbeat_;
   OnlineListener listener_;
+  ChangeListener change_listener_;
 
   mutable std::mutex mu_;
   std::map<std::string, State> machines_;                  // guarded by mu_

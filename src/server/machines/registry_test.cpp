@@ -190,6 +190,47 @@ TEST_F(RegistryTest, InfoDocumentIsWhatTheJsonTreeDumps) {
   EXPECT_EQ(*registry_->Info().json, *registry_->InfoJson());
 }
 
+// The change listener hears of every change machines/info would show, and
+// MachineJson is that machine's element of the document.
+TEST_F(RegistryTest, ChangeListenerHearsOfEveryChangeAndHeartbeatsAtMostOncePerInterval) {
+  std::vector<std::string> changes;
+  std::vector<std::string> seen_json;
+  registry_->SetChangeListener([&](const std::string& id) {
+    changes.push_back(id);
+    seen_json.push_back(registry_->MachineJson(id).value());  // no lock held: no deadlock
+  });
+  ASSERT_TRUE(registry_->Add("n").ok());
+  EXPECT_FALSE(registry_->MachineJson("nope").has_value());
+  auto gen = registry_->Connect("n", "10.0.0.1", [] {});
+  EXPECT_EQ(changes.size(), 1u);  // online
+  ASSERT_TRUE(registry_->Report("n", *gen, Inv(1)).ok());
+  EXPECT_EQ(changes.size(), 2u);
+  EXPECT_EQ(nlohmann::json::parse(seen_json.back()), Info()[0]);
+
+  // Heartbeats: without changes never; with changes once per interval.
+  ASSERT_TRUE(registry_->Heartbeat("n", *gen, nlohmann::json::object()).ok());
+  ASSERT_TRUE(registry_->Heartbeat("n", *gen, proto::Diff(Inv(1), Inv(2))).ok());
+  EXPECT_EQ(changes.size(), 2u);  // within the interval of the report
+  clock_.Advance(MachineRegistry::kChangeInterval);
+  ASSERT_TRUE(registry_->Heartbeat("n", *gen, proto::Diff(Inv(2), Inv(3))).ok());
+  EXPECT_EQ(changes.size(), 3u);
+  EXPECT_EQ(nlohmann::json::parse(seen_json.back())["gpu"][0]["memory_used"], 3);
+  ASSERT_TRUE(registry_->Heartbeat("n", *gen, proto::Diff(Inv(3), Inv(4))).ok());
+  EXPECT_EQ(changes.size(), 3u);
+
+  // Holders: at once, and only when they change.
+  registry_->SetGpuHolders("n", {{0, {9, "bob"}}});
+  EXPECT_EQ(changes.size(), 4u);
+  EXPECT_EQ(nlohmann::json::parse(seen_json.back())["gpu"][0]["account"], "bob");
+  registry_->SetGpuHolders("n", {{0, {9, "bob"}}});
+  EXPECT_EQ(changes.size(), 4u);
+
+  registry_->Disconnect("n", *gen);
+  EXPECT_EQ(changes.size(), 5u);
+  EXPECT_EQ(nlohmann::json::parse(seen_json.back())["online"], false);
+  EXPECT_EQ(changes, std::vector<std::string>(5, "n"));
+}
+
 TEST_F(RegistryTest, ConcurrentReadersAndAgents) {
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(registry_->Add("m" + std::to_string(i)).ok());
   std::vector<uint64_t> gens;

@@ -192,6 +192,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   virtual bool WantsEvents() const { return false; }
+  virtual bool WantsMachineInfo() const { return false; }
   // The signed-in user of a browser session; 0 for agents.
   virtual int64_t UserId() const { return 0; }
 
@@ -280,7 +281,11 @@ class BrowserSession final : public Session {
  public:
   using Session::Session;
   bool WantsEvents() const override { return true; }
+  bool WantsMachineInfo() const override { return machines_.load(); }
   int64_t UserId() const override { return user_id_.load(); }
+  ~BrowserSession() override {
+    if (machines_.load()) hub_.CountMachineSubscriber(false);
+  }
 
  private:
   net::awaitable<void> Run() override {
@@ -309,8 +314,25 @@ class BrowserSession final : public Session {
                       net::detached);
         continue;
       }
+      if (m.ok() && m->type == "subscribe") {
+        Subscribe(m->data);
+        continue;
+      }
       Send(ErrorMessage(m.ok() ? "Unknown type: " + m->type.substr(0, 64) : m.error().message));
     }
+  }
+
+  // {"type":"subscribe","data":{"machines":true|false}}: machine_info events
+  // on or off; answered with the setting.
+  void Subscribe(const json& data) {
+    if (!data.is_object() || !data.contains("machines") || !data["machines"].is_boolean() ||
+        data.size() != 1) {
+      Send(ErrorMessage(R"(subscribe needs {"machines": true|false})"));
+      return;
+    }
+    const bool on = data["machines"].get<bool>();
+    if (machines_.exchange(on) != on) hub_.CountMachineSubscriber(on);
+    Send(Dump({{"type", "subscribe"}, {"data", {{"machines", on}}}}));
   }
 
   net::awaitable<void> Container(std::shared_ptr<Session> keep, json data) {
@@ -341,7 +363,8 @@ class BrowserSession final : public Session {
   }
 
   accounts::Principal principal_;
-  std::atomic<int64_t> user_id_{0};  // read by the hub from other threads
+  std::atomic<int64_t> user_id_{0};    // read by the hub from other threads
+  std::atomic<bool> machines_{false};  // subscribed to machine_info
 };
 
 // /ws/agent: the agent of one machine.
@@ -600,6 +623,21 @@ void Hub::BroadcastMachine(const std::string& id, bool online) {
     std::lock_guard lock(mu_);
     for (const auto& [p, weak] : sessions_) {
       if (auto s = weak.lock(); s && s->WantsEvents()) targets.push_back(std::move(s));
+    }
+  }
+  for (auto& s : targets) s->Send(text);
+}
+
+void Hub::BroadcastMachineInfo(const std::string& id) {
+  if (machine_subscribers_.load() == 0) return;  // the usual case, and cheap
+  auto machine = registry_.MachineJson(id);
+  if (!machine) return;
+  std::string text = R"({"type":"machine_info","data":)" + *machine + "}";
+  std::vector<std::shared_ptr<Session>> targets;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [p, weak] : sessions_) {
+      if (auto s = weak.lock(); s && s->WantsMachineInfo()) targets.push_back(std::move(s));
     }
   }
   for (auto& s : targets) s->Send(text);

@@ -60,6 +60,9 @@ class Hub final : public http::Upgrader, public containers::AgentCaller, public 
 
   // Sends a machine event to every signed-in browser.
   void BroadcastMachine(const std::string& id, bool online);
+  // Sends {"type":"machine_info","data":<the machine as in
+  // /api/machines/info>} to the browsers that subscribed to machines.
+  void BroadcastMachineInfo(const std::string& id);
 
   // Closes every session (server shutdown).
   void CloseAll();
@@ -73,6 +76,8 @@ class Hub final : public http::Upgrader, public containers::AgentCaller, public 
   // False when `s` was no longer the machine's link (replaced).
   bool DetachAgent(const std::string& machine_id, const Session* s);
   void Resolve(const std::string& machine_id, proto::ContainerResult result);
+  // A browser subscribed to machine_info events (on) or stopped (off).
+  void CountMachineSubscriber(bool on) { machine_subscribers_ += on ? 1 : -1; }
 
   accounts::Accounts& accounts() { return accounts_; }
   machines::MachineRegistry& registry() { return registry_; }
@@ -93,6 +98,7 @@ class Hub final : public http::Upgrader, public containers::AgentCaller, public 
   std::map<std::string, std::weak_ptr<Session>> agents_;         // machine -> link; guarded by mu_
   std::map<std::string, std::shared_ptr<PendingCall>> pending_;  // by request id; guarded by mu_
   uint64_t next_request_ = 1;                                    // guarded by mu_
+  std::atomic<int> machine_subscribers_{0};  // browsers subscribed to machine_info
 };
 
 }  // namespace gpuhub::ws
