@@ -80,19 +80,24 @@ net::awaitable<void> ContainerSync::Run(proto::ContainerOp op) {
     result = co_await manager_->Handle(std::move(op));
   }
   link_.Send("container_result", proto::ToJson(result));
+  ++answered_;
 }
 
 net::awaitable<void> ContainerSync::Poll() {
   while (!stopping_) {
     if (link_.Connected()) {
+      const uint64_t answered = answered_;
       auto list = co_await manager_->List();
       if (!list.ok()) {
         LogRuntimeDown(list.error(), runtime_down_logged_);
       } else {
         if (runtime_down_logged_) spdlog::info("the container runtime answers again");
         runtime_down_logged_ = false;
-        if (!sent_ || *sent_ != *list) {
-          if (link_.Send("containers", proto::ContainersReportJson(*list))) sent_ = *list;
+        if (!sent_ || *sent_ != *list || answered != answered_reported_) {
+          if (link_.Send("containers", proto::ContainersReportJson(*list))) {
+            sent_ = *list;
+            answered_reported_ = answered;
+          }
         }
       }
     }

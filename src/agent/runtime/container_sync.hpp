@@ -2,8 +2,9 @@
 //
 // Carries out the server's "container" messages and answers each with a
 // "container_result"; sends a "containers" report of every gpuhub container
-// on this machine after each (re)connection and whenever a poll of the
-// runtime finds the set or a status changed. A poll that cannot reach the
+// on this machine after each (re)connection, whenever a poll of the runtime
+// finds the set or a status changed, and on the first poll after it answered
+// an operation (the answer may contradict the last report). A poll that cannot reach the
 // runtime sends nothing (the server keeps what it knew) and is logged once.
 // Without a manager (no --docker-host) every operation is refused with a
 // message saying so.
@@ -42,6 +43,13 @@ class ContainerSync {
   const std::chrono::milliseconds poll_interval_;
   boost::asio::steady_timer timer_;
   std::optional<std::vector<proto::ContainerState>> sent_;  // last report on this connection
+  // Operations answered so far, and how many had been when the list of the
+  // last report was taken. An answer tells the server a container's state
+  // that the last report may contradict (a container created and removed by
+  // hand between two polls never shows in a list), so the first list taken
+  // after an answer is reported even when it equals the last report.
+  uint64_t answered_ = 0;
+  uint64_t answered_reported_ = 0;
   bool runtime_down_logged_ = false;
   bool stopping_ = false;
 };
