@@ -169,6 +169,20 @@ TimePoint Profile::OpenUntil() {
   return w == Duration::max() ? kNever : now_ + w;
 }
 
+bool Profile::Walled(TimePoint w) const {
+  if (std::any_of(tail_.begin(), tail_.end(), [&](TimePoint t) { return t < w; })) return false;
+  bool crossed = false;
+  hole_classes_.ForEachFrom(0, [&](int c) {
+    // A hole of class c is shorter than `bound`, so one that crosses w starts
+    // after w - bound (and, being shorter than w - now, after now).
+    const HoleSet& set = holes_[c];
+    const Duration bound = LengthClassBound(c);
+    auto it = w - now_ > bound ? set.lower_bound(Hole{w - bound, w, -1}) : set.begin();
+    for (; !crossed && it != set.end() && it->start < w; ++it) crossed = it->end > w;
+  });
+  return !crossed;
+}
+
 void Profile::PushTail(TimePoint tail, int gpu) {
   tail_heap_.push_back({tail, gpu});
   std::push_heap(tail_heap_.begin(), tail_heap_.end(), LaterTail());

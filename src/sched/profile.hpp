@@ -127,6 +127,10 @@ class Profile {
   TimePoint Probe(int count, const std::vector<int>& gpus, Duration d);
   // When the last free stretch at now ends (now if none is left).
   TimePoint OpenUntil();
+  // Whether no free run crosses `w`: every GPU's free time before w ends by w.
+  // Stays true as reservations are added. O(G + holes of each class that
+  // start within a class length before w).
+  bool Walled(TimePoint w) const;
 
   TimePoint now() const { return now_; }
   int gpu_count() const { return static_cast<int>(tail_.size()); }

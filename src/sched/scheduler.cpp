@@ -237,10 +237,26 @@ std::vector<Placement> MachineQueue::Schedule(TimePoint now) {
   // (profile.hpp, FitAtNow). So a task too long for every stretch is passed
   // over unplanned: nothing behind it depends on its plan in those stretches.
   // A task that fits in them now starts, even ahead of such tasks, on the GPUs
-  // its plan would give it. Only a task that might land in them later needs
-  // the exact plan up to it.
+  // its plan would give it. A task that might land in them later ("maybe")
+  // needs its exact reservation. A placement without the tasks passed over
+  // is a lower bound for it: if even that comes after the stretches, it is
+  // passed over too. If not, the exact reservation normally means planning
+  // every task up to it. But where the profile has a wall at W, the end of
+  // the stretches (no free run crosses W) and every task passed over
+  // provably lands at or after W, the profile before W is exact: that
+  // placement is the task's reservation if it starts before W. From then on
+  // the walk reserves ahead, out of queue order, each task that lands before
+  // W and passes over the rest, with no planning from the head; the plan is
+  // dropped at the end.
+  using AtNow = detail::Profile::AtNow;
+  enum class Step { kPlanUpTo, kPass, kStart, kReserveAhead };
   std::vector<std::pair<Key, Placement>> started;
   std::vector<int> chosen;
+  // A task passed over that might land before the stretches end (so before
+  // any wall): no wall helps then.
+  bool passed_early = false;
+  TimePoint not_walled = kNever;  // a time checked for a wall and found crossed
+  TimePoint wall = kNever;        // < kNever: reserving ahead up to it
   for (auto it = next_; it != queue_.end() && profile_.free_open() > 0;) {
     const Histogram& rest = it == next_ ? unplanned_ : ahead_;
     if (!rest.AnyFits(profile_.free_open(), profile_.MaxOpenWindow())) break;
@@ -248,16 +264,34 @@ std::vector<Placement> MachineQueue::Schedule(TimePoint now) {
     const bool placeable =
         t.gpu_count <= gpu_count_ &&
         std::all_of(t.gpus.begin(), t.gpus.end(), [&](int g) { return g < gpu_count_; });
-    auto fit = placeable ? profile_.FitAtNow(t.gpu_count, t.gpus, t.duration, &chosen)
-                         : detail::Profile::AtNow::kTooLong;
-    if (fit == detail::Profile::AtNow::kMaybe && it != next_ &&
-        profile_.Probe(t.gpu_count, t.gpus, t.duration) >= profile_.OpenUntil()) {
-      // Even with the tasks passed over left out, it starts after the free
-      // stretches at now: it cannot take any of them.
-      fit = detail::Profile::AtNow::kTooLong;
+    const AtNow fit =
+        placeable ? profile_.FitAtNow(t.gpu_count, t.gpus, t.duration, &chosen) : AtNow::kTooLong;
+    Step step = Step::kPass;
+    if (!placeable) {
+      step = Step::kPass;  // it lands nowhere
+    } else if (fit == AtNow::kFits) {
+      step = it == next_ ? Step::kPlanUpTo : Step::kStart;
+    } else if (wall != kNever) {
+      const bool before_wall =
+          t.duration <= wall - now && profile_.Probe(t.gpu_count, t.gpus, t.duration) < wall;
+      step = before_wall ? Step::kReserveAhead : Step::kPass;
+    } else if (fit == AtNow::kTooLong && t.duration > profile_.MaxOpenWindow()) {
+      step = Step::kPass;  // no free run before the stretches end is long enough
+    } else if (it == next_) {
+      step = Step::kPlanUpTo;
+    } else if (const TimePoint open_until = profile_.OpenUntil();
+               profile_.Probe(t.gpu_count, t.gpus, t.duration) >= open_until) {
+      step = Step::kPass;  // it lands at or after open_until, whatever the rest does
+    } else if (!passed_early && open_until != not_walled && profile_.Walled(open_until)) {
+      wall = open_until;
+      step = Step::kReserveAhead;
+    } else {
+      not_walled = open_until;
+      passed_early = passed_early || fit == AtNow::kTooLong;
+      step = fit == AtNow::kTooLong ? Step::kPass : Step::kPlanUpTo;
     }
-    if (fit == detail::Profile::AtNow::kMaybe ||
-        (fit == detail::Profile::AtNow::kFits && it == next_)) {
+
+    if (step == Step::kPlanUpTo) {
       // Plan exactly, up to and including it; what starts now lands in due_.
       while (next_ != std::next(it)) PlanNext();
       it = next_;
@@ -265,16 +299,24 @@ std::vector<Placement> MachineQueue::Schedule(TimePoint now) {
     }
     if (it == next_) ahead_ = unplanned_;  // the first task passed over
     ahead_.Add(t, -1);
-    if (fit == detail::Profile::AtNow::kTooLong) {
+    if (step == Step::kPass) {
       ++it;
-      continue;
+    } else if (step == Step::kReserveAhead) {
+      // Its exact reservation, not yet now (it did not fit now).
+      if (t.gpus.empty()) {
+        profile_.PlaceCount(t.gpu_count, t.duration, &chosen);
+      } else {
+        profile_.PlaceGpus(t.gpus, t.duration);
+      }
+      ++it;
+    } else {
+      // Fits now, behind unplanned tasks: take its time in the profile, start it.
+      [[maybe_unused]] const TimePoint at = profile_.PlaceGpus(chosen, t.duration);
+      assert(at == now);
+      unplanned_.Add(t, -1);
+      started.emplace_back(it->first, Start(it, chosen, now));
+      it = queue_.erase(it);
     }
-    // Fits now, behind unplanned tasks: take its time in the profile, start it.
-    [[maybe_unused]] const TimePoint at = profile_.PlaceGpus(chosen, t.duration);
-    assert(at == now);
-    unplanned_.Add(t, -1);
-    started.emplace_back(it->first, Start(it, chosen, now));
-    it = queue_.erase(it);
   }
 
   // Every GPU in a lease counts as busy beyond now, so what is planned to
@@ -290,7 +332,10 @@ std::vector<Placement> MachineQueue::Schedule(TimePoint now) {
   std::vector<Placement> out;
   out.reserve(started.size());
   for (auto& [key, p] : started) out.push_back(std::move(p));
-  // The plan stays valid: the started tasks hold exactly what they had reserved.
+  // The plan stays valid: the started tasks hold exactly what they had
+  // reserved. Not so after reserving ahead: the profile holds reservations
+  // of tasks that are not planned.
+  if (wall != kNever) Invalidate();
   return out;
 }
 

@@ -112,11 +112,16 @@ std::string Str(const std::optional<TimePoint>& t) { return t ? Str(*t) : "none"
 // steps, checking both after each.
 class Simulation {
  public:
-  Simulation(uint64_t seed, int max_gpus, size_t max_queue)
+  // `busy`: the queue is kept full, of tasks shaped as in bench/sched_bench
+  // (some want every GPU), and each step ends a lease, at its end or early:
+  // Schedule then often finds the free stretches walled off by a wide
+  // reservation at the head, and reserves ahead out of queue order.
+  Simulation(uint64_t seed, int max_gpus, size_t max_queue, bool busy = false)
       : rng_(seed),
         max_gpus_(max_gpus),
         max_queue_(max_queue),
-        gpu_count_(Uniform(1, max_gpus)),
+        busy_(busy),
+        gpu_count_(busy ? max_gpus : Uniform(1, max_gpus)),
         drain_(seconds(Uniform(0, 3) * 10)),
         q_(gpu_count_, drain_) {}
 
@@ -174,14 +179,18 @@ class Simulation {
     Task t;
     t.id = next_id_++;
     t.submit_time = Chance(0.9) ? now_ : now_ - seconds(Uniform(0, 120));
-    t.duration = RandomDuration();
-    if (Chance(0.3)) {
+    t.duration = busy_ ? seconds(10 * Uniform(1, 72)) : RandomDuration();
+    if (Chance(busy_ ? 0.05 : 0.3)) {
       std::set<int> gpus;
       const int n = Uniform(1, std::min(3, max_gpus_));
-      while (static_cast<int>(gpus.size()) < n) gpus.insert(Uniform(0, max_gpus_));
+      while (static_cast<int>(gpus.size()) < n)
+        gpus.insert(Uniform(0, max_gpus_ - (busy_ ? 1 : 0)));
       t.gpus.assign(gpus.begin(), gpus.end());
       std::shuffle(t.gpus.begin(), t.gpus.end(), rng_);
       t.gpu_count = n;
+    } else if (busy_) {
+      const int r = Uniform(0, 99);
+      t.gpu_count = r < 55 ? 1 : r < 75 ? 2 : r < 90 ? 4 : std::max(gpu_count_, 1);
     } else {
       t.gpu_count = Chance(0.7) ? 1 : Uniform(1, max_gpus_ + 1);
     }
@@ -202,6 +211,10 @@ class Simulation {
   }
 
   void Act() {
+    if (busy_) {
+      ActBusy();
+      return;
+    }
     const int what = Uniform(0, 99);
     if (what < 35) {
       if (queue_.size() < max_queue_) Submit();
@@ -269,6 +282,42 @@ class Simulation {
     } else {  // somebody looks at estimates without scheduling
       Log("estimates");
       CheckEstimates(Ref());
+    }
+  }
+
+  void ActBusy() {
+    while (queue_.size() < max_queue_ && !::testing::Test::HasFatalFailure()) Submit();
+    std::vector<int64_t> running;
+    std::vector<int64_t> draining;
+    for (const auto& [id, l] : leases_) (l.draining ? draining : running).push_back(id);
+    if (!draining.empty() && Chance(0.5)) {
+      const int64_t id = *Pick(draining);
+      Log("release " + std::to_string(id));
+      EXPECT_TRUE(q_.Release(id)) << Where();
+      leases_.erase(id);
+      gone_.insert(id);
+      return;
+    }
+    if (running.empty()) return;
+    int64_t id = *Pick(running);
+    if (Chance(0.6)) {  // the lease that ends first, at its end
+      for (int64_t r : running) {
+        if (leases_[r].end < leases_[id].end) id = r;
+      }
+      if (leases_[id].end > now_) now_ = leases_[id].end;
+    } else {  // one that ends early
+      now_ += milliseconds(Uniform(0, 5'000));
+    }
+    Log("time " + Str(now_) + ", finish " + std::to_string(id));
+    EXPECT_TRUE(q_.Finish(id, now_)) << Where();
+    RefLease& l = leases_[id];
+    l.draining = true;
+    l.finished_at = std::min(now_, l.end);
+    if (Chance(0.8)) {
+      Log("release " + std::to_string(id));
+      EXPECT_TRUE(q_.Release(id)) << Where();
+      leases_.erase(id);
+      gone_.insert(id);
     }
   }
 
@@ -397,6 +446,7 @@ class Simulation {
   std::mt19937_64 rng_;
   int max_gpus_;
   size_t max_queue_;
+  bool busy_;
   int gpu_count_;
   milliseconds drain_;
   MachineQueue q_;
@@ -427,6 +477,13 @@ TEST(MachineQueueRandom, MatchesReferenceOnABiggerMachine) {
   for (uint64_t seed = 1000; seed < 1000 + Seeds(2) && !HasFailure(); ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     Simulation(seed, 40, 60).Run(250);
+  }
+}
+
+TEST(MachineQueueRandom, MatchesReferenceOnBusyMachinesWithLongQueues) {
+  for (uint64_t seed = 2000; seed < 2000 + Seeds(8) && !HasFailure(); ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    Simulation(seed, static_cast<int>(2 + seed % 7), 40, /*busy=*/true).Run(200);
   }
 }
 
