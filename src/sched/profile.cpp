@@ -183,6 +183,20 @@ bool Profile::Walled(TimePoint w) const {
   return !crossed;
 }
 
+Duration Profile::LongestRunBefore(TimePoint w) const {
+  Duration best = Duration::zero();
+  for (TimePoint t : tail_) {
+    if (t < w) best = std::max(best, w - std::max(t, now_));
+  }
+  for (int c = kLengthClasses - 1; c >= 0 && LengthClassBound(c) > best; --c) {
+    for (const Hole& h : holes_[c]) {
+      if (h.start >= w) break;
+      if (h.end > now_) best = std::max(best, std::min(h.end, w) - std::max(h.start, now_));
+    }
+  }
+  return best;
+}
+
 void Profile::PushTail(TimePoint tail, int gpu) {
   tail_heap_.push_back({tail, gpu});
   std::push_heap(tail_heap_.begin(), tail_heap_.end(), LaterTail());

@@ -131,6 +131,10 @@ class Profile {
   // Stays true as reservations are added. O(G + holes of each class that
   // start within a class length before w).
   bool Walled(TimePoint w) const;
+  // The longest time one GPU is free in one run from now until `w` (zero if
+  // none): no task longer than that can start before w. O(G + classes +
+  // holes of the longest classes that start before w).
+  Duration LongestRunBefore(TimePoint w) const;
 
   TimePoint now() const { return now_; }
   int gpu_count() const { return static_cast<int>(tail_.size()); }

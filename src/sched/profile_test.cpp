@@ -116,6 +116,22 @@ TEST(Profile, WalledWhenNoFreeRunCrosses) {
   EXPECT_TRUE(p.Walled(kT0 + minutes(30)));
 }
 
+TEST(Profile, LongestRunBeforeATime) {
+  // GPU 0 free now, GPU 1 at 20, GPU 2 at 50; all three reserved at [50, 60).
+  Profile p;
+  p.Reset(kT0, {kT0, kT0 + minutes(20), kT0 + minutes(50)});
+  std::vector<int> gpus;
+  EXPECT_EQ(p.PlaceCount(3, minutes(10), &gpus), kT0 + minutes(50));
+  EXPECT_EQ(p.LongestRunBefore(kT0 + minutes(50)), minutes(50));  // GPU 0's hole
+  EXPECT_EQ(p.LongestRunBefore(kT0 + minutes(30)), minutes(30));  // its first 30
+  EXPECT_EQ(p.LongestRunBefore(kT0 + minutes(90)), minutes(50));  // the tails: 30
+  // GPU 0 taken [0, 35): GPU 1's [20, 50) is the longest left.
+  EXPECT_EQ(p.PlaceGpus({0}, minutes(35)), kT0);
+  EXPECT_EQ(p.LongestRunBefore(kT0 + minutes(50)), minutes(30));
+  EXPECT_EQ(p.LongestRunBefore(kT0 + minutes(25)), minutes(5));
+  EXPECT_EQ(p.LongestRunBefore(kT0 + minutes(20)), Duration::zero());
+}
+
 TEST(Profile, ManyNamedPlacementsKeepTailsOrdered) {
   // Each placement on a named GPU's tail leaves a stale heap entry behind;
   // enough of them make the profile rebuild its heap.

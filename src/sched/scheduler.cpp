@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cassert>
+#include <limits>
 #include <string>
 
 namespace gpuhub::sched {
@@ -72,6 +73,48 @@ bool MachineQueue::Histogram::AnyFits(int gpus, Duration d) const {
   return false;
 }
 
+// ---- ByLength
+
+void MachineQueue::ByLength::Add(Queue::const_iterator it) {
+  index_.emplace(std::pair(detail::LengthClass(it->second.task.duration), it->first), it);
+}
+
+void MachineQueue::ByLength::Remove(Queue::const_iterator it) {
+  index_.erase(std::pair(detail::LengthClass(it->second.task.duration), it->first));
+}
+
+void MachineQueue::ByLength::StartWalk(const Key& after, int max_class) {
+  cursors_.clear();
+  constexpr Key kFirst{TimePoint::min(), std::numeric_limits<int64_t>::min()};
+  for (auto c = index_.begin(); c != index_.end() && c->first.first <= max_class;
+       c = index_.lower_bound({c->first.first + 1, kFirst})) {
+    const auto first = index_.upper_bound({c->first.first, after});
+    if (first != index_.end() && first->first.first == c->first.first) cursors_.push_back(first);
+  }
+  std::make_heap(cursors_.begin(), cursors_.end(), Later);
+}
+
+std::optional<MachineQueue::Queue::const_iterator> MachineQueue::ByLength::Next(const Key& after,
+                                                                                int max_class) {
+  while (!cursors_.empty()) {
+    const auto c = cursors_.front();
+    if (c->first.first <= max_class && c->first.second > after) return c->second;
+    std::pop_heap(cursors_.begin(), cursors_.end(), Later);
+    cursors_.pop_back();
+    if (c->first.first > max_class) continue;  // the class is too long from now on
+    auto next = std::next(c);                  // usually the one
+    if (next != index_.end() && next->first.first == c->first.first &&
+        next->first.second <= after) {
+      next = index_.upper_bound({c->first.first, after});
+    }
+    if (next != index_.end() && next->first.first == c->first.first) {
+      cursors_.push_back(next);
+      std::push_heap(cursors_.begin(), cursors_.end(), Later);
+    }
+  }
+  return std::nullopt;
+}
+
 // ---- MachineQueue
 
 MachineQueue::MachineQueue(int gpu_count, std::chrono::milliseconds drain_estimate)
@@ -89,7 +132,8 @@ MachineQueue::MachineQueue(MachineQueue&& other) noexcept
       leases_(std::move(other.leases_)),
       taken_(std::move(other.taken_)),
       free_(other.free_),
-      all_(std::move(other.all_)) {
+      all_(std::move(other.all_)),
+      by_length_(std::move(other.by_length_)) {
   other.plan_valid_ = false;
 }
 
@@ -103,6 +147,7 @@ MachineQueue& MachineQueue::operator=(MachineQueue&& other) noexcept {
     taken_ = std::move(other.taken_);
     free_ = other.free_;
     all_ = std::move(other.all_);
+    by_length_ = std::move(other.by_length_);
     plan_valid_ = false;
     due_.clear();
     other.plan_valid_ = false;
@@ -136,6 +181,7 @@ Status MachineQueue::Enqueue(const Task& t) {
   const auto it = queue_.emplace(key, Entry{t, std::nullopt, {}}).first;
   queued_.emplace(t.id, key);
   all_.Add(t, +1);
+  by_length_.Add(it);
   if (plan_valid_) {
     // Unplanned tasks form a suffix of the queue; a task landing before a
     // planned one changes that one's reservation.
@@ -164,6 +210,7 @@ bool MachineQueue::Cancel(int64_t id) {
     }
   }
   all_.Add(it->second.task, -1);
+  by_length_.Remove(it);
   queue_.erase(it);
   queued_.erase(q);
   return true;
@@ -257,6 +304,8 @@ std::vector<Placement> MachineQueue::Schedule(TimePoint now) {
   bool passed_early = false;
   TimePoint not_walled = kNever;  // a time checked for a wall and found crossed
   TimePoint wall = kNever;        // < kNever: reserving ahead up to it
+  bool walking = false;           // by_length_ has started a walk
+  Duration longest_run{};         // with a wall: the longest free run before it
   for (auto it = next_; it != queue_.end() && profile_.free_open() > 0;) {
     const Histogram& rest = it == next_ ? unplanned_ : ahead_;
     if (!rest.AnyFits(profile_.free_open(), profile_.MaxOpenWindow())) break;
@@ -273,7 +322,7 @@ std::vector<Placement> MachineQueue::Schedule(TimePoint now) {
       step = it == next_ ? Step::kPlanUpTo : Step::kStart;
     } else if (wall != kNever) {
       const bool before_wall =
-          t.duration <= wall - now && profile_.Probe(t.gpu_count, t.gpus, t.duration) < wall;
+          t.duration <= longest_run && profile_.Probe(t.gpu_count, t.gpus, t.duration) < wall;
       step = before_wall ? Step::kReserveAhead : Step::kPass;
     } else if (fit == AtNow::kTooLong && t.duration > profile_.MaxOpenWindow()) {
       step = Step::kPass;  // no free run before the stretches end is long enough
@@ -299,24 +348,35 @@ std::vector<Placement> MachineQueue::Schedule(TimePoint now) {
     }
     if (it == next_) ahead_ = unplanned_;  // the first task passed over
     ahead_.Add(t, -1);
-    if (step == Step::kPass) {
-      ++it;
-    } else if (step == Step::kReserveAhead) {
+    if (step == Step::kReserveAhead) {
       // Its exact reservation, not yet now (it did not fit now).
       if (t.gpus.empty()) {
         profile_.PlaceCount(t.gpu_count, t.duration, &chosen);
       } else {
         profile_.PlaceGpus(t.gpus, t.duration);
       }
-      ++it;
-    } else {
-      // Fits now, behind unplanned tasks: take its time in the profile, start it.
+    } else if (step == Step::kStart) {
+      // Fits now, behind unplanned tasks: take its time in the profile.
       [[maybe_unused]] const TimePoint at = profile_.PlaceGpus(chosen, t.duration);
       assert(at == now);
       unplanned_.Add(t, -1);
-      started.emplace_back(it->first, Start(it, chosen, now));
-      it = queue_.erase(it);
     }
+    // On to the next task that could matter: one no longer than the
+    // stretches or, with a wall, than the longest free run before it (no
+    // longer task lands before the wall). Those in between are passed over
+    // unseen.
+    if (wall != kNever && step != Step::kPass) longest_run = profile_.LongestRunBefore(wall);
+    const Duration limit = wall != kNever ? longest_run : profile_.MaxOpenWindow();
+    const int max_class =
+        limit == Duration::max() ? detail::kLengthClasses - 1 : detail::LengthClass(limit);
+    if (!walking) by_length_.StartWalk(it->first, max_class);
+    walking = true;
+    const auto following = by_length_.Next(it->first, max_class).value_or(queue_.end());
+    if (step == Step::kStart) {
+      started.emplace_back(it->first, Start(it, chosen, now));
+      queue_.erase(it);
+    }
+    it = following;
   }
 
   // Every GPU in a lease counts as busy beyond now, so what is planned to
@@ -348,6 +408,7 @@ Placement MachineQueue::Start(Queue::const_iterator it, const std::vector<int>& 
   leases_.emplace(t.id, Lease{gpus, end, false, {}});
   next_lease_end_ = std::min(next_lease_end_, end);
   all_.Add(t, -1);
+  by_length_.Remove(it);
   queued_.erase(t.id);
   return {t.id, gpus, now, end};
 }

@@ -192,6 +192,29 @@ class MachineQueue {
     std::unique_ptr<Table> table_;  // null: every count is 0
   };
 
+  // Queued tasks by (length class of their duration, queue order), so that
+  // Schedule's walk visits only the tasks short enough to matter, in queue
+  // order (a merge of one cursor per class), and skips the rest unseen.
+  class ByLength {
+   public:
+    void Add(Queue::const_iterator it);
+    void Remove(Queue::const_iterator it);
+    // Starts a walk: Next(after, max_class) is then the first queued task
+    // after `after` of a class <= max_class, or nullopt. Across one walk,
+    // `after` and max_class may not go down and up again respectively, and
+    // a task may be removed only once Next has gone past it.
+    void StartWalk(const Key& after, int max_class);
+    std::optional<Queue::const_iterator> Next(const Key& after, int max_class);
+
+   private:
+    using Index = std::map<std::pair<int, Key>, Queue::const_iterator>;
+    static bool Later(Index::const_iterator a, Index::const_iterator b) {
+      return a->first.second > b->first.second;
+    }
+    Index index_;
+    std::vector<Index::const_iterator> cursors_;  // min-heap by queue order
+  };
+
   void Invalidate() { plan_valid_ = false; }
   // Makes the plan valid at `now`: keeps it, moves it to `now`, or starts over.
   void EnsurePlan(TimePoint now) const;
@@ -214,6 +237,7 @@ class MachineQueue {
   std::vector<char> taken_;  // per GPU index (any size): in a lease
   int free_ = 0;             // GPUs < gpu_count_ in no lease
   Histogram all_;
+  ByLength by_length_;
 
   // The plan (a cache; see the header comment).
   mutable bool plan_valid_ = false;
