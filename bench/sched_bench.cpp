@@ -12,6 +12,8 @@
 //                      timed, which plans from the head. New tasks replace
 //                      those that start. 2,000 lease ends in a row; the time
 //                      is the mean, with p50, p99 and max as counters
+//   ScheduleOnEarlyEnd the same, but a random lease ends early (its command
+//                      exited), up to a minute after the previous one
 //   EstimatesReplan    Estimates(now) after the plan was dropped: plans all
 //                      10,000 (the worst case of a Schedule, too)
 //   EstimatesCached    Estimates(now) with the plan kept
@@ -19,8 +21,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <queue>
 #include <random>
+#include <set>
 #include <vector>
 
 #include "sched/scheduler.hpp"
@@ -43,7 +45,7 @@ class Workload {
     for (int g = 0; g < gpus; ++g) {
       const TimePoint end = kT0 + minutes(Uniform(1, 12 * 60));
       (void)q_.Restore(next_id_, {g}, end);
-      ends_.push({end, next_id_++});
+      ends_.insert({end, next_id_++});
     }
     for (int i = 0; i < kQueued; ++i) Add();
     benchmark::DoNotOptimize(q_.Estimates(now_));
@@ -76,16 +78,18 @@ class Workload {
   }
 
   // Ends the lease that ends first, at its end: finished and released.
-  void EndNextLease() {
-    const auto [end, id] = ends_.top();
-    ends_.pop();
-    now_ = std::max(now_, end);
-    q_.Finish(id, now_);
-    q_.Release(id);
+  void EndNextLease() { End(ends_.begin(), ends_.begin()->first); }
+
+  // Ends a random lease early, up to a minute from now (never past the end
+  // of another one): finished and released.
+  void EndRandomLease() {
+    const TimePoint at =
+        std::min(now_ + std::chrono::seconds(Uniform(0, 60)), ends_.begin()->first);
+    End(std::next(ends_.begin(), Uniform(0, static_cast<int>(ends_.size()) - 1)), at);
   }
 
   void Started(const std::vector<gpuhub::sched::Placement>& ps) {
-    for (const auto& p : ps) ends_.push({p.end, p.id});
+    for (const auto& p : ps) ends_.insert({p.end, p.id});
   }
 
   // Drops the plan without changing what it plans: a lease on a GPU beyond
@@ -104,8 +108,15 @@ class Workload {
   std::mt19937 rng_;
   TimePoint now_ = kT0;
   int64_t next_id_ = 1;
-  using End = std::pair<TimePoint, int64_t>;
-  std::priority_queue<End, std::vector<End>, std::greater<>> ends_;
+  std::set<std::pair<TimePoint, int64_t>> ends_;  // running leases by end
+
+  void End(std::set<std::pair<TimePoint, int64_t>>::iterator lease, TimePoint at) {
+    const int64_t id = lease->second;
+    ends_.erase(lease);
+    now_ = std::max(now_, at);
+    q_.Finish(id, now_);
+    q_.Release(id);
+  }
 };
 
 void BM_Enqueue(benchmark::State& state) {
@@ -133,12 +144,18 @@ void BM_ScheduleBusy(benchmark::State& state) {
   }
 }
 
-void BM_ScheduleOnRelease(benchmark::State& state) {
+// Ends a lease (`early`: a random one, early; otherwise the first to end, at
+// its end), then times Schedule(now).
+void ScheduleAfterLeaseEnds(benchmark::State& state, bool early) {
   Workload w(static_cast<int>(state.range(0)));
   size_t started = 0;
   std::vector<double> us;
   for (auto _ : state) {
-    w.EndNextLease();
+    if (early) {
+      w.EndRandomLease();
+    } else {
+      w.EndNextLease();
+    }
     const auto t0 = std::chrono::steady_clock::now();
     const auto ps = w.q().Schedule(w.now());
     const std::chrono::duration<double> took = std::chrono::steady_clock::now() - t0;
@@ -156,6 +173,9 @@ void BM_ScheduleOnRelease(benchmark::State& state) {
       static_cast<double>(started) / static_cast<double>(state.iterations());
   state.counters["queued"] = static_cast<double>(w.q().queued());
 }
+
+void BM_ScheduleOnRelease(benchmark::State& state) { ScheduleAfterLeaseEnds(state, false); }
+void BM_ScheduleOnEarlyEnd(benchmark::State& state) { ScheduleAfterLeaseEnds(state, true); }
 
 void BM_EstimatesReplan(benchmark::State& state) {
   Workload w(static_cast<int>(state.range(0)));
@@ -176,6 +196,12 @@ BENCHMARK(BM_Enqueue)->Arg(8)->Arg(1000)->Iterations(2000);
 BENCHMARK(BM_Submit)->Arg(8)->Arg(1000)->Iterations(2000)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_ScheduleBusy)->Arg(8)->Arg(1000);
 BENCHMARK(BM_ScheduleOnRelease)
+    ->Arg(8)
+    ->Arg(1000)
+    ->Iterations(2000)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ScheduleOnEarlyEnd)
     ->Arg(8)
     ->Arg(1000)
     ->Iterations(2000)

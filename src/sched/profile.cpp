@@ -183,6 +183,11 @@ bool Profile::Walled(TimePoint w) const {
   return !crossed;
 }
 
+TimePoint Profile::MinTail() {
+  Window w;
+  return PeekTail(/*named=*/false, &w) ? w.lo : kNever;
+}
+
 Duration Profile::LongestRunBefore(TimePoint w) const {
   Duration best = Duration::zero();
   for (TimePoint t : tail_) {

@@ -131,6 +131,9 @@ class Profile {
   // Stays true as reservations are added. O(G + holes of each class that
   // start within a class length before w).
   bool Walled(TimePoint w) const;
+  // When the first GPU's tail begins (kNever with no GPUs); amortized O(1).
+  // Walled(w) needs MinTail() >= w.
+  TimePoint MinTail();
   // The longest time one GPU is free in one run from now until `w` (zero if
   // none): no task longer than that can start before w. O(G + classes +
   // holes of the longest classes that start before w).

@@ -342,7 +342,22 @@ std::vector<Placement> MachineQueue::Schedule(TimePoint now) {
 
     if (step == Step::kPlanUpTo) {
       // Plan exactly, up to and including it; what starts now lands in due_.
-      while (next_ != std::next(it)) PlanNext();
+      // Behind tasks passed over, stop as soon as that walls off the
+      // stretches (each task passed over that lands before their end takes
+      // a free run that crosses it), and walk again from the first unplanned
+      // task: with the wall, the walk can reserve ahead.
+      const bool behind = it != next_;
+      const TimePoint open_until = profile_.OpenUntil();
+      while (next_ != std::next(it)) {
+        PlanNext();
+        if (behind && open_until != kNever && profile_.MinTail() >= open_until &&
+            next_ != std::next(it) && profile_.Walled(open_until)) {
+          walking = false;
+          passed_early = false;
+          not_walled = kNever;
+          break;
+        }
+      }
       it = next_;
       continue;
     }
