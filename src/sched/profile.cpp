@@ -169,18 +169,20 @@ TimePoint Profile::OpenUntil() {
   return w == Duration::max() ? kNever : now_ + w;
 }
 
-bool Profile::Walled(TimePoint w) const {
-  if (std::any_of(tail_.begin(), tail_.end(), [&](TimePoint t) { return t < w; })) return false;
-  bool crossed = false;
+Duration Profile::Crossing(TimePoint w) {
+  if (MinTail() < w) return Duration::max();
+  Duration longest = Duration::zero();
   hole_classes_.ForEachFrom(0, [&](int c) {
     // A hole of class c is shorter than `bound`, so one that crosses w starts
     // after w - bound (and, being shorter than w - now, after now).
     const HoleSet& set = holes_[c];
     const Duration bound = LengthClassBound(c);
     auto it = w - now_ > bound ? set.lower_bound(Hole{w - bound, w, -1}) : set.begin();
-    for (; !crossed && it != set.end() && it->start < w; ++it) crossed = it->end > w;
+    for (; it != set.end() && it->start < w; ++it) {
+      if (it->end > w) longest = std::max(longest, it->end - std::max(it->start, now_));
+    }
   });
-  return !crossed;
+  return longest;
 }
 
 TimePoint Profile::MinTail() {

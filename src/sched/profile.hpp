@@ -127,12 +127,13 @@ class Profile {
   TimePoint Probe(int count, const std::vector<int>& gpus, Duration d);
   // When the last free stretch at now ends (now if none is left).
   TimePoint OpenUntil();
-  // Whether no free run crosses `w`: every GPU's free time before w ends by w.
-  // Stays true as reservations are added. O(G + holes of each class that
-  // start within a class length before w).
-  bool Walled(TimePoint w) const;
+  // The longest free run that crosses `w` (starts before it, ends after it),
+  // counted from now: zero if none ("a wall at w"), Duration::max() if a
+  // GPU's tail starts before w. It never grows as reservations are added.
+  // Amortized O(holes of each class that start within a class length before
+  // w) once MinTail() >= w.
+  Duration Crossing(TimePoint w);
   // When the first GPU's tail begins (kNever with no GPUs); amortized O(1).
-  // Walled(w) needs MinTail() >= w.
   TimePoint MinTail();
   // The longest time one GPU is free in one run from now until `w` (zero if
   // none): no task longer than that can start before w. O(G + classes +

@@ -93,27 +93,27 @@ TEST(Profile, ReanchorKeepsTheFuture) {
   EXPECT_EQ(p.PlaceCount(1, minutes(1), &gpus), kT0 + minutes(30));
 }
 
-TEST(Profile, WalledWhenNoFreeRunCrosses) {
+TEST(Profile, CrossingRunsAtATime) {
   // GPU 0 free now, GPU 1 at 20, GPU 2 at 50.
   Profile p;
   p.Reset(kT0, {kT0, kT0 + minutes(20), kT0 + minutes(50)});
-  // Every tail starts before 60: free runs cross it.
-  EXPECT_FALSE(p.Walled(kT0 + minutes(60)));
+  // Every tail starts before 60.
+  EXPECT_EQ(p.Crossing(kT0 + minutes(60)), Duration::max());
   std::vector<int> gpus;
   // All three at 50 for 10: holes [0, 50) on 0 and [20, 50) on 1, tails at 60.
   EXPECT_EQ(p.PlaceCount(3, minutes(10), &gpus), kT0 + minutes(50));
-  EXPECT_TRUE(p.Walled(kT0 + minutes(50)));
-  EXPECT_TRUE(p.Walled(kT0 + minutes(55)));
-  EXPECT_TRUE(p.Walled(kT0 + minutes(60)));
-  EXPECT_FALSE(p.Walled(kT0 + minutes(61)));  // the tails
-  EXPECT_FALSE(p.Walled(kT0 + minutes(30)));  // the holes on 0 and 1
+  EXPECT_EQ(p.Crossing(kT0 + minutes(50)), Duration::zero());
+  EXPECT_EQ(p.Crossing(kT0 + minutes(55)), Duration::zero());
+  EXPECT_EQ(p.Crossing(kT0 + minutes(60)), Duration::zero());
+  EXPECT_EQ(p.Crossing(kT0 + minutes(61)), Duration::max());  // the tails
+  EXPECT_EQ(p.Crossing(kT0 + minutes(30)), minutes(50));      // the holes on 0 and 1
   // Take [20, 50) on GPU 1 and [0, 25) on GPU 0: only [25, 50) on 0 crosses 30.
   EXPECT_EQ(p.PlaceGpus({1}, minutes(30)), kT0 + minutes(20));
   EXPECT_EQ(p.PlaceGpus({0}, minutes(25)), kT0);
-  EXPECT_FALSE(p.Walled(kT0 + minutes(30)));
-  EXPECT_TRUE(p.Walled(kT0 + minutes(25)));
+  EXPECT_EQ(p.Crossing(kT0 + minutes(30)), minutes(25));
+  EXPECT_EQ(p.Crossing(kT0 + minutes(25)), Duration::zero());
   EXPECT_EQ(p.PlaceGpus({0}, minutes(25)), kT0 + minutes(25));
-  EXPECT_TRUE(p.Walled(kT0 + minutes(30)));
+  EXPECT_EQ(p.Crossing(kT0 + minutes(30)), Duration::zero());
 }
 
 TEST(Profile, LongestRunBeforeATime) {

@@ -288,13 +288,18 @@ std::vector<Placement> MachineQueue::Schedule(TimePoint now) {
   // needs its exact reservation. A placement without the tasks passed over
   // is a lower bound for it: if even that comes after the stretches, it is
   // passed over too. If not, the exact reservation normally means planning
-  // every task up to it. But where the profile has a wall at W, the end of
-  // the stretches (no free run crosses W) and every task passed over
-  // provably lands at or after W, the profile before W is exact: that
-  // placement is the task's reservation if it starts before W. From then on
-  // the walk reserves ahead, out of queue order, each task that lands before
-  // W and passes over the rest, with no planning from the head; the plan is
-  // dropped at the end.
+  // every task up to it. But say W is the end of the stretches, no GPU's
+  // tail starts before W, and the free runs that cross W (holes) are all
+  // shorter than every task passed over; then no task passed over takes any
+  // part of a free run that starts before W, so those runs are exact, and a
+  // placement that starts before W (it lies in such runs) is the task's
+  // reservation. From then on the walk reserves ahead, out of queue order,
+  // each task that lands before W, and passes over those that cannot touch
+  // those runs (too long for all of them, or landing after W and too long
+  // for the holes that cross it), with no planning from the head; the plan
+  // is dropped at the end. A task it cannot decide so (after W, but short
+  // enough for a hole across W) sends it back to planning from the head,
+  // without reserving ahead again.
   using AtNow = detail::Profile::AtNow;
   enum class Step { kPlanUpTo, kPass, kStart, kReserveAhead };
   std::vector<std::pair<Key, Placement>> started;
@@ -302,10 +307,24 @@ std::vector<Placement> MachineQueue::Schedule(TimePoint now) {
   // A task passed over that might land before the stretches end (so before
   // any wall): no wall helps then.
   bool passed_early = false;
-  TimePoint not_walled = kNever;  // a time checked for a wall and found crossed
-  TimePoint wall = kNever;        // < kNever: reserving ahead up to it
-  bool walking = false;           // by_length_ has started a walk
-  Duration longest_run{};         // with a wall: the longest free run before it
+  Duration shortest_passed = Duration::max();  // of the tasks passed over, seen
+  TimePoint not_walled = kNever;               // a time checked for a wall and found crossed
+  TimePoint wall = kNever;                     // < kNever: reserving ahead up to it
+  Duration crossing{};                         // with a wall: the longest free run across it
+  Duration longest_run{};  // with a wall: the longest free run starting before it
+  bool no_wall = false;    // reserving ahead failed: plan from the head
+  bool walking = false;    // by_length_ has started a walk
+  bool restarted = false;  // the walk started again at a wall
+  // A wall at `w` for the tasks passed over so far: the crossing runs.
+  auto wall_at = [&](TimePoint w) {
+    if (w == kNever || w == not_walled || no_wall) return std::optional<Duration>();
+    const Duration c = profile_.Crossing(w);
+    if (c > w - now || c >= shortest_passed) {
+      not_walled = w;
+      return std::optional<Duration>();
+    }
+    return std::optional(c);
+  };
   for (auto it = next_; it != queue_.end() && profile_.free_open() > 0;) {
     const Histogram& rest = it == next_ ? unplanned_ : ahead_;
     if (!rest.AnyFits(profile_.free_open(), profile_.MaxOpenWindow())) break;
@@ -321,23 +340,39 @@ std::vector<Placement> MachineQueue::Schedule(TimePoint now) {
     } else if (fit == AtNow::kFits) {
       step = it == next_ ? Step::kPlanUpTo : Step::kStart;
     } else if (wall != kNever) {
-      const bool before_wall =
-          t.duration <= longest_run && profile_.Probe(t.gpu_count, t.gpus, t.duration) < wall;
-      step = before_wall ? Step::kReserveAhead : Step::kPass;
+      if (t.duration > longest_run) {
+        step = Step::kPass;
+      } else if (profile_.Probe(t.gpu_count, t.gpus, t.duration) < wall) {
+        step = Step::kReserveAhead;
+      } else if (t.duration > crossing) {
+        step = Step::kPass;
+      } else {
+        // Undecided: start over, planning from the head up to it.
+        Invalidate();
+        EnsurePlan(now);
+        wall = kNever;
+        no_wall = true;
+        walking = false;
+        step = Step::kPlanUpTo;
+      }
     } else if (fit == AtNow::kTooLong && t.duration > profile_.MaxOpenWindow()) {
       step = Step::kPass;  // no free run before the stretches end is long enough
     } else if (it == next_) {
       step = Step::kPlanUpTo;
     } else if (const TimePoint open_until = profile_.OpenUntil();
                profile_.Probe(t.gpu_count, t.gpus, t.duration) >= open_until) {
+      shortest_passed = std::min<Duration>(shortest_passed, t.duration);
       step = Step::kPass;  // it lands at or after open_until, whatever the rest does
-    } else if (!passed_early && open_until != not_walled && profile_.Walled(open_until)) {
+    } else if (const auto c = passed_early ? std::nullopt : wall_at(open_until)) {
       wall = open_until;
+      crossing = *c;
       step = Step::kReserveAhead;
     } else {
-      not_walled = open_until;
       passed_early = passed_early || fit == AtNow::kTooLong;
       step = fit == AtNow::kTooLong ? Step::kPass : Step::kPlanUpTo;
+    }
+    if (step == Step::kPass && placeable && wall == kNever) {
+      shortest_passed = std::min<Duration>(shortest_passed, t.duration);
     }
 
     if (step == Step::kPlanUpTo) {
@@ -346,16 +381,20 @@ std::vector<Placement> MachineQueue::Schedule(TimePoint now) {
       // stretches (each task passed over that lands before their end takes
       // a free run that crosses it), and walk again from the first unplanned
       // task: with the wall, the walk can reserve ahead.
-      const bool behind = it != next_;
+      const bool behind = it != next_ && !no_wall && !restarted;
       const TimePoint open_until = profile_.OpenUntil();
       while (next_ != std::next(it)) {
         PlanNext();
-        if (behind && open_until != kNever && profile_.MinTail() >= open_until &&
-            next_ != std::next(it) && profile_.Walled(open_until)) {
-          walking = false;
+        if (behind && next_ != std::next(it) && profile_.MinTail() >= open_until) {
+          // Nothing is passed over any more: a wall for none.
           passed_early = false;
+          shortest_passed = Duration::max();
           not_walled = kNever;
-          break;
+          if (wall_at(open_until)) {
+            walking = false;
+            restarted = true;  // once: the walk may well stop at the same task again
+            break;
+          }
         }
       }
       it = next_;
@@ -380,7 +419,9 @@ std::vector<Placement> MachineQueue::Schedule(TimePoint now) {
     // stretches or, with a wall, than the longest free run before it (no
     // longer task lands before the wall). Those in between are passed over
     // unseen.
-    if (wall != kNever && step != Step::kPass) longest_run = profile_.LongestRunBefore(wall);
+    if (wall != kNever && step != Step::kPass) {
+      longest_run = std::max(profile_.LongestRunBefore(wall), crossing);
+    }
     const Duration limit = wall != kNever ? longest_run : profile_.MaxOpenWindow();
     const int max_class =
         limit == Duration::max() ? detail::kLengthClasses - 1 : detail::LengthClass(limit);

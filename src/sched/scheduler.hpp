@@ -45,12 +45,16 @@
 //     now (a histogram by width and length answers that in O(log G)). A task
 //     starts only in the time the free GPUs have at now, and only tasks no
 //     longer than that time can take any of it, so the walk passes over too
-//     long tasks unplanned, at O(1) each; starts a task that fits in that time
-//     at once, even ahead of those; and plans exactly (one placement per task)
-//     only up to a task that might take some of that time later. For that
-//     last kind it first tries a placement without the tasks passed over (a
-//     lower bound): if even that comes after the free time, it passes it over
-//     too. Worst case: one placement per task, as Estimates.
+//     long tasks unplanned and unseen (an index by length class finds the
+//     next task short enough in O(log n)); starts a task that fits in that
+//     time at once, even ahead of those; and plans exactly (one placement per
+//     task) only up to a task that might take some of that time later. For
+//     that last kind it first tries a placement without the tasks passed
+//     over (a lower bound): if even that comes after the free time, it
+//     passes it over too. Where a reservation walls off the free time (see
+//     Schedule in scheduler.cpp), it instead reserves ahead, out of queue
+//     order, the few tasks that land before the wall, and drops the plan at
+//     the end. Worst case: one placement per task, as Estimates.
 //   - EstimatedStart, Estimates: plan up to the task / to the end: n placements
 //     after the plan was dropped, only the new tasks otherwise.
 //   - One placement: see profile.hpp; O(k log G) for a task of k GPUs when no

@@ -112,8 +112,9 @@ std::string Str(const std::optional<TimePoint>& t) { return t ? Str(*t) : "none"
 // steps, checking both after each.
 class Simulation {
  public:
-  // `busy`: the queue is kept full, of tasks shaped as in bench/sched_bench
-  // (some want every GPU), and each step ends a lease, at its end or early:
+  // `busy`: the queue is kept full, of tasks as wide as in bench/sched_bench
+  // (some want every GPU) and lasting 10 s to 12 min (half of them whole
+  // tens of seconds), and each step ends a lease, at its end or early:
   // Schedule then often finds the free stretches walled off by a wide
   // reservation at the head, and reserves ahead out of queue order.
   Simulation(uint64_t seed, int max_gpus, size_t max_queue, bool busy = false)
@@ -179,8 +180,10 @@ class Simulation {
     Task t;
     t.id = next_id_++;
     t.submit_time = Chance(0.9) ? now_ : now_ - seconds(Uniform(0, 120));
-    t.duration = busy_ ? seconds(10 * Uniform(1, 72)) : RandomDuration();
-    if (Chance(busy_ ? 0.05 : 0.3)) {
+    t.duration = !busy_        ? RandomDuration()
+                 : Chance(0.5) ? seconds(10 * Uniform(1, 72))  // ties
+                               : milliseconds(Uniform(10'000, 720'000));
+    if (Chance(0.3)) {
       std::set<int> gpus;
       const int n = Uniform(1, std::min(3, max_gpus_));
       while (static_cast<int>(gpus.size()) < n)

@@ -389,5 +389,48 @@ TEST(MachineQueue, ZeroGpus) {
   EXPECT_THAT(Ids(q.Schedule(kT0)), ElementsAre(1));
 }
 
+// GPU 0 is free now, GPU 1 leased until 30, GPU 2 until 10. A (0 and 1 for
+// 5) is reserved at 30 and ends GPU 0's free stretch there; B (1 and 2 for
+// 10) at 35, which leaves GPU 2 free over [10, 35), a run across 30. P (one
+// GPU for 40) is too long for anything before 35: it lands at 35 on GPU 0.
+// Y (two for 10) fits on 0 and 2 over [10, 20) whatever P does: Schedule
+// reserves it ahead of P. Z (one for 10) then fits GPU 0 now.
+void QueueAcrossACrossingRun(MachineQueue& q, bool with_u) {
+  ASSERT_TRUE(q.Restore(100, {1}, At(minutes(30))).ok());
+  ASSERT_TRUE(q.Restore(101, {2}, At(minutes(10))).ok());
+  ASSERT_TRUE(q.Enqueue(Named(1, {0, 1}, minutes(5))).ok());   // A
+  ASSERT_TRUE(q.Enqueue(Named(2, {1, 2}, minutes(10))).ok());  // B
+  ASSERT_TRUE(q.Enqueue(Count(3, 1, minutes(40))).ok());       // P
+  ASSERT_TRUE(q.Enqueue(Count(4, 2, minutes(10))).ok());       // Y
+  // U (1 and 2 for 5) lands at 45, after 30, yet is short enough for the
+  // run across 30: Schedule cannot tell without the plan, and plans from
+  // the head instead.
+  if (with_u) {
+    ASSERT_TRUE(q.Enqueue(Named(5, {1, 2}, minutes(5))).ok());
+  }
+  ASSERT_TRUE(q.Enqueue(Count(6, 1, minutes(10))).ok());  // Z
+}
+
+TEST(MachineQueue, ReservesAheadPastARunAcrossTheEndOfTheFreeTime) {
+  for (bool with_u : {false, true}) {
+    SCOPED_TRACE(with_u ? "with U" : "without U");
+    MachineQueue q(3, minutes(0));
+    QueueAcrossACrossingRun(q, with_u);
+    const auto started = q.Schedule(kT0);
+    ASSERT_THAT(Ids(started), ElementsAre(6));
+    EXPECT_THAT(started[0].gpus, ElementsAre(0));
+    std::vector<std::pair<int64_t, std::optional<TimePoint>>> expected = {
+        {1, At(minutes(30))}, {2, At(minutes(35))}, {3, At(minutes(35))}, {4, At(minutes(10))}};
+    if (with_u) expected.emplace_back(5, At(minutes(45)));
+    EXPECT_EQ(q.Estimates(kT0), expected);
+    // Y starts at 10 on the GPUs it was planned on, once Z and the lease on
+    // GPU 2 are over.
+    ASSERT_TRUE(q.Release(101));
+    ASSERT_TRUE(q.Release(6));
+    EXPECT_THAT(q.Schedule(At(minutes(10))),
+                ElementsAre(Placement{4, {0, 2}, At(minutes(10)), At(minutes(20))}));
+  }
+}
+
 }  // namespace
 }  // namespace gpuhub::sched
