@@ -11,7 +11,8 @@
 //                      back (Finish, Release, untimed); then Schedule(now),
 //                      timed, which plans from the head. New tasks replace
 //                      those that start. 2,000 lease ends in a row; the time
-//                      is the mean, with p50, p99 and max as counters
+//                      is the mean, with p50, p99, max and the number of
+//                      calls over 1 ms as counters
 //   ScheduleOnEarlyEnd the same, but a random lease ends early (its command
 //                      exited), up to a minute after the previous one
 //   EstimatesReplan    Estimates(now) after the plan was dropped: plans all
@@ -169,6 +170,8 @@ void ScheduleAfterLeaseEnds(benchmark::State& state, bool early) {
   state.counters["p50_us"] = us[us.size() / 2];
   state.counters["p99_us"] = us[us.size() * 99 / 100];
   state.counters["max_us"] = us.back();
+  state.counters["over_1ms"] =
+      static_cast<double>(us.end() - std::upper_bound(us.begin(), us.end(), 1000.0));
   state.counters["started/call"] =
       static_cast<double>(started) / static_cast<double>(state.iterations());
   state.counters["queued"] = static_cast<double>(w.q().queued());
