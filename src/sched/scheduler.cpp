@@ -361,7 +361,6 @@ std::vector<Placement> MachineQueue::Schedule(TimePoint now) {
       step = Step::kPlanUpTo;
     } else if (const TimePoint open_until = profile_.OpenUntil();
                profile_.Probe(t.gpu_count, t.gpus, t.duration) >= open_until) {
-      shortest_passed = std::min<Duration>(shortest_passed, t.duration);
       step = Step::kPass;  // it lands at or after open_until, whatever the rest does
     } else if (const auto c = passed_early ? std::nullopt : wall_at(open_until)) {
       wall = open_until;
