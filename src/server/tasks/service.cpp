@@ -178,6 +178,11 @@ boost::asio::awaitable<Result<Submitted>> TaskService::Submit(const accounts::Pr
 
 Result<Submitted> TaskService::Admit(store::Task t) {
   std::lock_guard lock(mu_);
+  // Once stored, the task is listed and may have been cancelled since.
+  if (auto stored = store_.GetTask(t.id); !stored.ok() || stored->status != "queued") {
+    if (!stored.ok()) return stored.error();
+    return Submitted{std::move(stored).value(), std::nullopt};
+  }
   Machine& m = MachineLocked(t.machine_id);
   if (auto s = m.queue.Enqueue(SchedTask(t)); !s.ok()) {
     spdlog::error("task {}: the scheduler refused it: {}", t.id, s.error().message);

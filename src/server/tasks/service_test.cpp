@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 namespace gpuhub::tasks {
 namespace {
@@ -193,6 +194,40 @@ TEST_F(TaskServiceTest, CancelQueuedAndRunning) {
   service_->OnReport("node-01", Report(running.task.id, "cancelled", true, 143));
   EXPECT_EQ(Get(running.task.id).status, "cancelled");
   EXPECT_TRUE(Get(running.task.id).released);
+}
+
+TEST_F(TaskServiceTest, ACancelBetweenStoringAndQueueingHolds) {
+  // Submit, held between the commit and queueing the task (the io_context
+  // that would resume it is not run), so that a cancel comes in between.
+  boost::asio::io_context ioc;
+  std::optional<Result<Submitted>> out;
+  auto run = [&]() -> boost::asio::awaitable<void> {
+    out = co_await service_->Submit(who_["alice"], Req(1));
+  };
+  boost::asio::co_spawn(ioc, run(), [](std::exception_ptr e) {
+    if (e) std::rethrow_exception(e);
+  });
+  ioc.poll();
+  std::vector<store::Task> stored;
+  for (int i = 0; i < 1000 && stored.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    stored = *store_->ListTasks({});
+  }
+  ASSERT_EQ(stored.size(), 1u);
+  ASSERT_EQ(stored[0].status, "queued");
+  ASSERT_TRUE(service_->Cancel(who_["alice"], {stored[0].id, "node-01"}).ok());
+  for (int i = 0; i < 1000 && !out; ++i) {
+    ioc.restart();
+    ioc.run_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(out && out->ok());
+  EXPECT_EQ((*out)->task.status, "cancelled");
+  EXPECT_FALSE((*out)->estimated_start.has_value());
+  EXPECT_EQ(Get(stored[0].id).status, "cancelled");
+  EXPECT_TRUE(link_.Take("task_start").empty());
+  // Nor does it start later, when the scheduler runs again.
+  Submit("bob", Req(4));
+  EXPECT_EQ(Get(stored[0].id).status, "cancelled");
 }
 
 TEST_F(TaskServiceTest, NothingStartsOnAnOfflineMachine) {
