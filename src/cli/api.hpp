@@ -59,7 +59,4 @@ class Api {
   std::string token_;
 };
 
-// `text` made safe for a URL path segment (percent-encoding).
-std::string PathSegment(std::string_view text);
-
 }  // namespace gpuhub::cli

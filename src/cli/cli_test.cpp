@@ -122,7 +122,6 @@ TEST(Api, ServerUrlsAndExitCodes) {
   EXPECT_EQ(ExitCodeFor({ErrorCode::kInvalidArgument, ""}), kExitUsage);
   EXPECT_EQ(ExitCodeFor({ErrorCode::kConflict, ""}), kExitRefused);
   EXPECT_EQ(ExitCodeFor({ErrorCode::kUnauthenticated, ""}), kExitRefused);
-  EXPECT_EQ(PathSegment("a b/c"), "a%20b%2Fc");
 }
 
 struct Invocation {

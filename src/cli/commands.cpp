@@ -12,6 +12,7 @@
 #include "cli/follow.hpp"
 #include "cli/table.hpp"
 #include "client/http.hpp"
+#include "common/percent_encode.hpp"
 #include "common/time_util.hpp"
 
 namespace gpuhub::cli {
@@ -217,10 +218,11 @@ Result<std::string> Cli::Password(const std::string& prompt, bool confirm) {
 Result<json> Cli::FindTask(Api& api, int64_t id) {
   auto me = api.Get("/api/user/info");
   if (!me.ok()) return me.error();
-  std::vector<std::string> lists = {"/api/task/user/" + PathSegment(Str(*me, "account"))};
+  std::vector<std::string> lists = {"/api/task/user/" + PercentEncode(Str(*me, "account"))};
   auto machines = api.Get("/api/machines/info");
   if (!machines.ok()) return machines.error();
-  for (const auto& m : *machines) lists.push_back("/api/task/machine/" + PathSegment(Str(m, "id")));
+  for (const auto& m : *machines)
+    lists.push_back("/api/task/machine/" + PercentEncode(Str(m, "id")));
   for (const auto& target : lists) {
     auto tasks = api.Get(target + "?status=all");
     if (!tasks.ok()) return tasks.error();
@@ -546,12 +548,12 @@ Status Cli::Queue() {
   if (!api.ok()) return api.error();
   std::vector<std::string> targets;
   if (!machine_.empty()) {
-    targets.push_back("/api/task/machine/" + PathSegment(machine_));
+    targets.push_back("/api/task/machine/" + PercentEncode(machine_));
   } else if (all_) {
     auto machines = api->Get("/api/machines/info");
     if (!machines.ok()) return machines.error();
     for (const auto& m : *machines)
-      targets.push_back("/api/task/machine/" + PathSegment(Str(m, "id")));
+      targets.push_back("/api/task/machine/" + PercentEncode(Str(m, "id")));
   } else {
     std::string account = user_;
     if (account.empty()) {
@@ -559,7 +561,7 @@ Status Cli::Queue() {
       if (!me.ok()) return me.error();
       account = Str(*me, "account");
     }
-    targets.push_back("/api/task/user/" + PathSegment(account));
+    targets.push_back("/api/task/user/" + PercentEncode(account));
   }
   json tasks = json::array();
   for (const auto& target : targets) {
@@ -663,7 +665,7 @@ Status Cli::AdminAddUser() {
 }
 
 Status Cli::AdminRmUser() {
-  return Do(Verb::delete_, "/api/admin/users/" + PathSegment(account_),
+  return Do(Verb::delete_, "/api/admin/users/" + PercentEncode(account_),
             "User " + account_ + " deleted");
 }
 
@@ -693,7 +695,7 @@ Status Cli::AdminAddMachine() {
 }
 
 Status Cli::AdminRmMachine() {
-  return Do(Verb::delete_, "/api/admin/machines/" + PathSegment(id_),
+  return Do(Verb::delete_, "/api/admin/machines/" + PercentEncode(id_),
             "Machine " + id_ + " removed");
 }
 

@@ -10,6 +10,7 @@
 
 #include "cli/log_tail.hpp"
 #include "client/http.hpp"
+#include "common/percent_encode.hpp"
 
 namespace gpuhub::cli {
 namespace net = boost::asio;
@@ -52,7 +53,7 @@ net::awaitable<void> ReadEvents(const Api& api, int64_t task_id, client::WebSock
 }
 
 Result<json> ListedTask(const Api& api, int64_t task_id, const std::string& machine_id) {
-  auto list = api.Get("/api/task/machine/" + PathSegment(machine_id) + "?status=all");
+  auto list = api.Get("/api/task/machine/" + PercentEncode(machine_id) + "?status=all");
   if (!list.ok()) return list.error();
   for (const auto& t : *list) {
     if (t.is_object() && t.value("taskId", int64_t{0}) == task_id) return t;

@@ -18,7 +18,6 @@ class Table {
  public:
   explicit Table(std::vector<std::string> headers) : headers_(std::move(headers)) {}
   void Add(std::vector<Cell> row) { rows_.push_back(std::move(row)); }
-  bool empty() const { return rows_.empty(); }
 
   // Columns separated by two spaces, each as wide as its widest cell. When
   // the whole is wider than `width` (0: no limit), the widest column is cut

@@ -59,8 +59,7 @@ net::awaitable<Result<HttpResponse>> Exchange(Stream& stream, const Url& server,
     if (!body.ok()) co_return body.error();
     res.body() = std::move(body).value();
   }
-  co_return HttpResponse{res.result_int(), std::move(res.body()),
-                         std::string(res[bhttp::field::content_type])};
+  co_return HttpResponse{res.result_int(), std::move(res.body())};
 }
 
 }  // namespace

@@ -30,7 +30,6 @@ struct HttpRequest {
 struct HttpResponse {
   unsigned status = 0;
   std::string body;
-  std::string content_type;
 };
 
 // One request on a fresh connection, within `timeout` in all.

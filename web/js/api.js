@@ -34,10 +34,6 @@ export function currentToken() {
   return token;
 }
 
-export function tokenClaims() {
-  return token ? claims(token) : null;
-}
-
 function setToken(t) {
   token = t;
   clearTimeout(refreshTimer);

@@ -16,6 +16,7 @@
 #include <limits>
 
 #include "agent/runtime/docker_stream.hpp"
+#include "common/percent_encode.hpp"
 
 namespace gpuhub::agent::runtime {
 namespace {
@@ -95,22 +96,6 @@ http::request<http::string_body> MakeRequest(const Exchange& x) {
   }
   req.prepare_payload();
   return req;
-}
-
-// Percent-encodes everything but RFC 3986's unreserved characters.
-std::string Encode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
-    }
-  }
-  return out;
 }
 
 std::string Str(const json& j, const char* key) {
@@ -303,7 +288,7 @@ std::string ListTarget(const std::string& label) {
   if (!label.empty()) {
     json filters = json::object();
     filters["label"] = json::array({label});
-    target += "&filters=" + Encode(filters.dump());
+    target += "&filters=" + PercentEncode(filters.dump());
   }
   return target;
 }
@@ -312,13 +297,14 @@ std::string ListTarget(const std::string& label) {
 // digest, fromImage the whole ref (Podman appends ":tag" to fromImage, so no tag then).
 std::string PullTarget(const std::string& ref) {
   std::string target = "/images/create?fromImage=";
-  if (ref.find('@') != std::string::npos) return target + Encode(ref);
+  if (ref.find('@') != std::string::npos) return target + PercentEncode(ref);
   size_t slash = ref.rfind('/');
   size_t colon = ref.rfind(':');
   if (colon != std::string::npos && (slash == std::string::npos || colon > slash)) {
-    return target + Encode(ref.substr(0, colon)) + "&tag=" + Encode(ref.substr(colon + 1));
+    return target + PercentEncode(ref.substr(0, colon)) +
+           "&tag=" + PercentEncode(ref.substr(colon + 1));
   }
-  return target + Encode(ref) + "&tag=latest";
+  return target + PercentEncode(ref) + "&tag=latest";
 }
 
 std::string CreateExecBody(const std::vector<std::string>& cmd,
@@ -343,12 +329,12 @@ std::string StartExecBody() {
 std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 std::string StopTarget(const std::string& id, std::string_view verb, int timeout_s) {
-  return "/containers/" + Encode(id) + "/" + std::string(verb) +
+  return "/containers/" + PercentEncode(id) + "/" + std::string(verb) +
          "?t=" + std::to_string(std::max(timeout_s, 0));
 }
 
 std::string RemoveTarget(const std::string& id, bool force) {
-  return "/containers/" + Encode(id) + (force ? "?force=true" : "?force=false");
+  return "/containers/" + PercentEncode(id) + (force ? "?force=true" : "?force=false");
 }
 
 // Reads a pull's progress stream: one JSON object a line; fails on the first that carries an
@@ -492,14 +478,14 @@ awaitable<Result<json>> DockerClient::Version() const {
 awaitable<Result<std::string>> DockerClient::CreateContainer(const std::string& name,
                                                              const json& body) const {
   auto reply = co_await Send(socket_path_, timeout_,
-                             Post("/containers/create?name=" + Encode(name), Dump(body)));
+                             Post("/containers/create?name=" + PercentEncode(name), Dump(body)));
   if (!reply.ok()) co_return reply.error();
   co_return ParseId(*reply);
 }
 
 awaitable<Status> DockerClient::StartContainer(const std::string& id) const {
-  auto reply =
-      co_await Send(socket_path_, timeout_, Post("/containers/" + Encode(id) + "/start", {}));
+  auto reply = co_await Send(socket_path_, timeout_,
+                             Post("/containers/" + PercentEncode(id) + "/start", {}));
   if (!reply.ok()) co_return reply.error();
   co_return Expect(*reply, true);
 }
@@ -527,7 +513,8 @@ awaitable<Status> DockerClient::RemoveContainer(const std::string& id, bool forc
 }
 
 awaitable<Result<ContainerSummary>> DockerClient::InspectContainer(const std::string& id) const {
-  auto reply = co_await Send(socket_path_, timeout_, Get("/containers/" + Encode(id) + "/json"));
+  auto reply =
+      co_await Send(socket_path_, timeout_, Get("/containers/" + PercentEncode(id) + "/json"));
   if (!reply.ok()) co_return reply.error();
   co_return ParseInspect(*reply);
 }
@@ -552,7 +539,8 @@ awaitable<Status> DockerClient::PullImage(const std::string& ref) const {
 }
 
 awaitable<Result<bool>> DockerClient::ImageExists(const std::string& ref) const {
-  auto reply = co_await Send(socket_path_, timeout_, Get("/images/" + Encode(ref) + "/json"));
+  auto reply =
+      co_await Send(socket_path_, timeout_, Get("/images/" + PercentEncode(ref) + "/json"));
   if (!reply.ok()) co_return reply.error();
   if (reply->status == 404) co_return false;
   Status s = Expect(*reply, false);
@@ -563,8 +551,9 @@ awaitable<Result<bool>> DockerClient::ImageExists(const std::string& ref) const 
 awaitable<Result<std::string>> DockerClient::CreateExec(const std::string& id,
                                                         const std::vector<std::string>& cmd,
                                                         const std::vector<std::string>& env) const {
-  auto reply = co_await Send(socket_path_, timeout_,
-                             Post("/containers/" + Encode(id) + "/exec", CreateExecBody(cmd, env)));
+  auto reply =
+      co_await Send(socket_path_, timeout_,
+                    Post("/containers/" + PercentEncode(id) + "/exec", CreateExecBody(cmd, env)));
   if (!reply.ok()) co_return reply.error();
   co_return ParseId(*reply);
 }
@@ -573,7 +562,7 @@ awaitable<Status> DockerClient::StartExec(
     const std::string& exec_id,
     std::function<void(int stream, std::string_view data)> on_output) const {
   MultiplexedStreamDemuxer demuxer;
-  Exchange x = Post("/exec/" + Encode(exec_id) + "/start", StartExecBody());
+  Exchange x = Post("/exec/" + PercentEncode(exec_id) + "/start", StartExecBody());
   x.body_time = BodyTime::kNone;
   x.sink = [&](std::string_view bytes) { return demuxer.Feed(bytes, on_output); };
   auto reply = co_await Send(socket_path_, timeout_, x);
@@ -584,7 +573,8 @@ awaitable<Status> DockerClient::StartExec(
 }
 
 awaitable<Result<ExecInfo>> DockerClient::InspectExec(const std::string& exec_id) const {
-  auto reply = co_await Send(socket_path_, timeout_, Get("/exec/" + Encode(exec_id) + "/json"));
+  auto reply =
+      co_await Send(socket_path_, timeout_, Get("/exec/" + PercentEncode(exec_id) + "/json"));
   if (!reply.ok()) co_return reply.error();
   co_return ParseExecInfo(*reply);
 }

@@ -4,15 +4,17 @@
 #include <cctype>
 #include <chrono>
 #include <ctime>
-#include <fstream>
-#include <iterator>
 #include <system_error>
 #include <utility>
 
+#include "common/file_util.hpp"
 #include "server/http/router.hpp"
 
 namespace gpuhub::web {
 namespace {
+
+// Larger files are not served (the UI's are a few KB).
+constexpr size_t kMaxFileBytes = 64 << 20;
 
 namespace fs = std::filesystem;
 using http::bhttp::field;
@@ -152,10 +154,9 @@ http::Response StaticFiles::Serve(const http::Request& request) const {
     return res;
   }
   res.set(field::content_type, std::string(ContentTypeFor(real.filename().string())));
-  std::ifstream in(real, std::ios::binary);
-  if (!in) return NotFound();
-  std::string body{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-  res.body() = std::move(body);
+  auto body = ReadFile(real.string(), kMaxFileBytes);
+  if (!body.ok()) return NotFound();
+  res.body() = std::move(body).value();
   return res;
 }
 

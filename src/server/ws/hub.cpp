@@ -540,18 +540,21 @@ bool Hub::SendToAgent(const std::string& machine_id, std::string_view type, json
   return true;
 }
 
-void Hub::SendToUser(int64_t user_id, const json& task) {
-  std::string text = TextMessage("task", task);
+template <typename Pred>
+void Hub::SendWhere(const std::string& text, Pred wanted) {
   std::vector<std::shared_ptr<Session>> targets;
   {
     std::lock_guard lock(mu_);
     for (const auto& [p, weak] : sessions_) {
-      if (auto s = weak.lock(); s && s->WantsEvents() && s->UserId() == user_id) {
-        targets.push_back(std::move(s));
-      }
+      if (auto s = weak.lock(); s && wanted(*s)) targets.push_back(std::move(s));
     }
   }
   for (auto& s : targets) s->Send(text);
+}
+
+void Hub::SendToUser(int64_t user_id, const json& task) {
+  SendWhere(TextMessage("task", task),
+            [&](Session& s) { return s.WantsEvents() && s.UserId() == user_id; });
 }
 
 bool Hub::Connected(const std::string& machine_id) const {
@@ -617,30 +620,16 @@ void Hub::FailPending(const std::string& machine_id, const std::string& message)
 }
 
 void Hub::BroadcastMachine(const std::string& id, bool online) {
-  std::string text = Dump({{"type", "machine"}, {"data", {{"id", id}, {"online", online}}}});
-  std::vector<std::shared_ptr<Session>> targets;
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& [p, weak] : sessions_) {
-      if (auto s = weak.lock(); s && s->WantsEvents()) targets.push_back(std::move(s));
-    }
-  }
-  for (auto& s : targets) s->Send(text);
+  SendWhere(Dump({{"type", "machine"}, {"data", {{"id", id}, {"online", online}}}}),
+            [](Session& s) { return s.WantsEvents(); });
 }
 
 void Hub::BroadcastMachineInfo(const std::string& id) {
   if (machine_subscribers_.load() == 0) return;  // the usual case, and cheap
   auto machine = registry_.MachineJson(id);
   if (!machine) return;
-  std::string text = R"({"type":"machine_info","data":)" + *machine + "}";
-  std::vector<std::shared_ptr<Session>> targets;
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& [p, weak] : sessions_) {
-      if (auto s = weak.lock(); s && s->WantsMachineInfo()) targets.push_back(std::move(s));
-    }
-  }
-  for (auto& s : targets) s->Send(text);
+  SendWhere(R"({"type":"machine_info","data":)" + *machine + "}",
+            [](Session& s) { return s.WantsMachineInfo(); });
 }
 
 void Hub::CloseAll() {

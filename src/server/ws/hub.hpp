@@ -88,6 +88,9 @@ class Hub final : public http::Upgrader, public containers::AgentCaller, public 
   struct PendingCall;
   // Ends the waits of `machine_id`'s calls (every machine's when empty).
   void FailPending(const std::string& machine_id, const std::string& message);
+  // Sends `text` to every session for which wanted(session) holds.
+  template <typename Pred>
+  void SendWhere(const std::string& text, Pred wanted);
 
   accounts::Accounts& accounts_;
   machines::MachineRegistry& registry_;
