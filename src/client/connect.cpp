@@ -29,10 +29,13 @@ net::awaitable<beast::error_code> AsyncConnect(beast::tcp_stream& stream, const 
   co_return ec;
 }
 
-net::ssl::context MakeTlsContext() {
-  net::ssl::context tls(net::ssl::context::tls_client);
-  tls.set_default_verify_paths();
-  tls.set_verify_mode(net::ssl::verify_peer);
+net::ssl::context& ClientTlsContext() {
+  static net::ssl::context tls = [] {
+    net::ssl::context ctx(net::ssl::context::tls_client);
+    ctx.set_default_verify_paths();
+    ctx.set_verify_mode(net::ssl::verify_peer);
+    return ctx;
+  }();
   return tls;
 }
 

@@ -28,8 +28,9 @@ boost::asio::awaitable<boost::beast::error_code> AsyncConnect(boost::beast::tcp_
                                                               const Url& url,
                                                               std::chrono::milliseconds timeout);
 
-// A client TLS context: system CA store, peer verification on.
-boost::asio::ssl::context MakeTlsContext();
+// The process's client TLS context (system CA store, peer verification on),
+// made on first use and shared by every connection. Thread-safe.
+boost::asio::ssl::context& ClientTlsContext();
 
 // Sets SNI and host-name verification for `host`, then runs the client TLS
 // handshake under the lowest layer's current deadline.

@@ -77,8 +77,7 @@ net::awaitable<Result<HttpResponse>> AsyncFetch(const Url& server, HttpRequest r
   auto ec = co_await AsyncConnect(tcp, server, timeout);
   if (ec) co_return Unreachable(server, "connect", ec);
   if (!server.tls) co_return co_await Exchange(tcp, server, request);
-  auto ctx = MakeTlsContext();
-  TlsStream tls(std::move(tcp), ctx);
+  TlsStream tls(std::move(tcp), ClientTlsContext());
   ec = co_await AsyncTlsHandshake(tls, server.host);
   if (ec) co_return Unreachable(server, "TLS handshake", ec);
   co_return co_await Exchange(tls, server, request);
@@ -99,9 +98,8 @@ Result<HttpResponse> Fetch(const Url& server, HttpRequest request,
 }
 
 struct WebSocket::Impl {
-  explicit Impl(net::any_io_executor ex) : executor(std::move(ex)), ctx(MakeTlsContext()) {}
+  explicit Impl(net::any_io_executor ex) : executor(std::move(ex)) {}
   net::any_io_executor executor;
-  net::ssl::context ctx;
   std::optional<websocket::stream<beast::tcp_stream>> plain;
   std::optional<websocket::stream<TlsStream>> tls;
   beast::flat_buffer buffer;
@@ -122,7 +120,7 @@ net::awaitable<Status> WebSocket::Connect(const Url& server, std::string_view ta
   auto ec = co_await AsyncConnect(tcp, server, timeout);
   if (ec) co_return Unreachable(server, "connect", ec);
   if (server.tls) {
-    impl_->tls.emplace(std::move(tcp), impl_->ctx);
+    impl_->tls.emplace(std::move(tcp), ClientTlsContext());
     ec = co_await AsyncTlsHandshake(impl_->tls->next_layer(), server.host);
     if (ec) co_return Unreachable(server, "TLS handshake", ec);
   } else {

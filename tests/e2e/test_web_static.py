@@ -21,6 +21,10 @@ def web(module_server_factory, tmp_path_factory):
     (root / "m.json").write_text("{}")
     (root / "f.woff2").write_bytes(b"wOF2")
     (root / ".env").write_text("secret")
+    # Files that the API and /ws must keep hidden.
+    (root / "api").mkdir()
+    (root / "api" / "nothing").write_text("static")
+    (root / "ws").write_text("static")
     (root.parent / "outside.txt").write_text("outside")
     (root / "link.txt").symlink_to(root.parent / "outside.txt")
     return module_server_factory(config=f'web_root = "{root}"\n')

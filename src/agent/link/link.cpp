@@ -147,8 +147,7 @@ net::awaitable<void> AgentLink::Run() {
         websocket::stream<beast::tcp_stream> ws(std::move(stream));
         status = co_await Converse(ws);
       } else {
-        net::ssl::context tls = client::MakeTlsContext();
-        websocket::stream<client::TlsStream> ws(std::move(stream), tls);
+        websocket::stream<client::TlsStream> ws(std::move(stream), client::ClientTlsContext());
         ec = co_await client::AsyncTlsHandshake(ws.next_layer(), s.host);
         if (ec) {
           status = LinkError("TLS handshake with " + s.host, ec);
