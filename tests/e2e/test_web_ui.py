@@ -24,7 +24,7 @@ from e2e_helpers import (ADMIN_PASSWORD, REPO_ROOT, add_machine, machine_info, m
 
 BROWSER_DIR = REPO_ROOT / "tests" / "browser"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-OUT = Path(os.environ.get("GPUHUB_TEST_OUT", REPO_ROOT / "build" / "test-output")) / "browser"
+OUT = (Path(os.environ.get("GPUHUB_TEST_OUT", REPO_ROOT / "build" / "test-output")) / "browser").resolve()
 CONFIG = f"""
 web_root = "{REPO_ROOT / 'web'}"
 [tasks]
